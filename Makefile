@@ -1,0 +1,29 @@
+# The two commands of the README:
+#   make book   creates .venv, installs what the book needs, runs every lab and builds the site
+#   make test   creates .venv if needed and runs every test (unit, checkers, notebooks, build)
+# PYTHON selects the interpreter used to create the environment.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: book test env student clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+book: env
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+test: env
+	$(BIN)/python -m pytest tests labs --nbval-lax
+
+clean:
+	rm -rf _build student

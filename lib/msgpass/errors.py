@@ -1,0 +1,135 @@
+"""One exception hierarchy for the whole library.
+
+Every error the library raises on purpose is a ``MessagingError``, so a lab can
+write ``except MessagingError`` and know it has caught the library's failures
+and nothing else. Operating-system errors (``OSError``, ``socket.timeout``) are
+translated into these classes at the boundary where they happen, with
+``raise ... from`` so that the original error stays attached as ``__cause__``.
+
+The classes follow what went wrong, not which module noticed it:
+
+- ``ProtocolError``: the peer sent bytes that break the wire format.
+- ``ConnectionClosed``: the peer went away, cleanly or in the middle of a frame.
+- ``MessagingTimeout``: a blocking call ran out of time.
+- ``PayloadTooLarge``: a message is larger than the transport allows.
+- ``RequestFailed``: a request/reply exchange gave up after its retries.
+
+``MessagingTimeout`` also subclasses the built-in ``TimeoutError`` so that code
+written against the standard library keeps working.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+__all__ = [
+    "MessagingError",
+    "ProtocolError",
+    "FrameTooLarge",
+    "ConnectionClosed",
+    "IncompleteFrame",
+    "MessagingTimeout",
+    "PayloadTooLarge",
+    "RequestFailed",
+    "EndpointClosed",
+    "translate_os_error",
+]
+
+
+class MessagingError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+
+class ProtocolError(MessagingError):
+    """The bytes received do not follow the wire format."""
+
+
+class FrameTooLarge(ProtocolError):
+    """A frame header declares a length above the configured maximum.
+
+    Raised as soon as the header is read, before any memory is reserved for
+    the body, so a hostile or broken peer cannot make the receiver allocate.
+    """
+
+    def __init__(self, declared_bytes: int, max_frame_bytes: int) -> None:
+        self.declared_bytes = declared_bytes
+        self.max_frame_bytes = max_frame_bytes
+        super().__init__(
+            f"frame header declares {declared_bytes} bytes, above the maximum of "
+            f"{max_frame_bytes} bytes; the peer is broken or speaks another protocol, "
+            f"or raise max_frame_bytes on the receiver if such frames are expected"
+        )
+
+
+class ConnectionClosed(MessagingError):
+    """The peer closed the connection, or it was reset."""
+
+
+class IncompleteFrame(ConnectionClosed, ProtocolError):
+    """The stream ended in the middle of a frame.
+
+    It is both a closed connection and a protocol error: the bytes that did
+    arrive are a truncated message, which the receiver must not deliver.
+    """
+
+    def __init__(self, received_bytes: int, expected_bytes: int | None) -> None:
+        self.received_bytes = received_bytes
+        self.expected_bytes = expected_bytes
+        if expected_bytes is None:
+            detail = f"{received_bytes} of the frame header's bytes"
+        else:
+            detail = f"{received_bytes} of {expected_bytes} frame bytes"
+        super().__init__(
+            f"stream ended after {detail}; the sender closed or crashed mid-frame, "
+            f"so the partial message was discarded"
+        )
+
+
+class MessagingTimeout(MessagingError, TimeoutError):
+    """A blocking call did not finish within its timeout."""
+
+
+class PayloadTooLarge(MessagingError, ValueError):
+    """A message is larger than the transport can carry in one unit."""
+
+    def __init__(self, size_bytes: int, max_bytes: int, what: str) -> None:
+        self.size_bytes = size_bytes
+        self.max_bytes = max_bytes
+        super().__init__(
+            f"{what} of {size_bytes} bytes exceeds the limit of {max_bytes} bytes; "
+            f"split the message or use a stream transport such as TCP"
+        )
+
+
+class RequestFailed(MessagingError):
+    """A request got no usable reply after every allowed attempt."""
+
+
+class EndpointClosed(MessagingError):
+    """An operation was attempted on an endpoint that is already closed."""
+
+
+_CLOSED_ERRNOS = frozenset(
+    {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ESHUTDOWN, errno.ENOTCONN}
+)
+
+
+def translate_os_error(error: OSError, action: str) -> MessagingError:
+    """Return the library error that corresponds to an operating-system error.
+
+    ``action`` names what was being done ("connect to 127.0.0.1:5555") and is
+    put in the message. The caller raises the result ``from error``::
+
+        except OSError as error:
+            raise translate_os_error(error, "send") from error
+    """
+    if isinstance(error, (socket.timeout, TimeoutError)):
+        return MessagingTimeout(f"{action} timed out")
+    if isinstance(error, ConnectionRefusedError):
+        return ConnectionClosed(
+            f"{action} failed: connection refused; is the server running on that port?"
+        )
+    if isinstance(error, ConnectionError) or error.errno in _CLOSED_ERRNOS:
+        return ConnectionClosed(f"{action} failed: the peer closed the connection ({error})")
+    return MessagingError(f"{action} failed: {error}")
