@@ -27,6 +27,7 @@ def _build(source: Path, output: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.timeout(BUILD_TIMEOUT_S)
 def test_book_builds_without_warnings(tmp_path: Path) -> None:
     result = _build(REPO, tmp_path)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]

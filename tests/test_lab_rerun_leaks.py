@@ -62,6 +62,7 @@ def _code_cell(source: str) -> nbformat.NotebookNode:
     return nbformat.v4.new_code_cell(source)
 
 
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("lab", LABS, ids=lambda p: p.name)
 def test_lab_reruns_without_leaks(lab: Path) -> None:
     original = nbformat.read(lab, as_version=4)
