@@ -34,6 +34,7 @@ __all__ = [
     "RequestFailed",
     "EndpointClosed",
     "translate_os_error",
+    "DatagramTruncated",
 ]
 
 
@@ -133,3 +134,21 @@ def translate_os_error(error: OSError, action: str) -> MessagingError:
     if isinstance(error, ConnectionError) or error.errno in _CLOSED_ERRNOS:
         return ConnectionClosed(f"{action} failed: the peer closed the connection ({error})")
     return MessagingError(f"{action} failed: {error}")
+
+
+class DatagramTruncated(ProtocolError):
+    """A received datagram was larger than the receive buffer, so the OS cut off its tail.
+
+    The OS has already discarded the datagram, so it cannot be read again.
+    ``min_size_bytes`` is a lower bound, because the bytes beyond the buffer are never seen.
+    """
+
+    def __init__(self, min_size_bytes: int, max_bytes: int, sender: tuple[str, int]) -> None:
+        self.min_size_bytes = min_size_bytes
+        self.max_bytes = max_bytes
+        self.sender = sender
+        super().__init__(
+            f"datagram from {sender[0]}:{sender[1]} of at least {min_size_bytes} bytes "
+            f"exceeds the receiver's limit of {max_bytes} bytes and was discarded; "
+            f"raise the receiver's maximum datagram size if such datagrams are expected"
+        )
