@@ -1,0 +1,434 @@
+"""Framed messages over TCP with asyncio: the same frames, one event loop, no threads.
+
+The blocking endpoints in ``msgpass.tcp`` park a thread in every ``recv``.
+Here a coroutine awaits instead, and one event loop serves every connection.
+The API follows one naming rule: only calls that can wait are ``async``.
+``send`` awaits until the kernel has room again, while ``send_nowait`` only
+queues the bytes and returns.
+
+Reading a frame uses ``StreamReader.readexactly`` twice: 4 bytes of header,
+``parse_header`` to check the declared length against ``max_frame_bytes``, and
+only then the body. A hostile length is rejected before anything is read or
+allocated for it.
+
+Backpressure: ``StreamWriter.write`` never blocks. When the peer reads slowly,
+the bytes pile up in the transport's buffer, and ``drain()`` is what waits for
+that buffer to fall below its high-water mark. ``send`` always awaits
+``drain()``. ``send_nowait`` skips it, so a loop of ``send_nowait`` calls
+against a slow reader grows memory without limit.
+
+Import these names from ``msgpass.tcp``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
+
+from .errors import (
+    ConnectionClosed,
+    EndpointClosed,
+    IncompleteFrame,
+    MessagingTimeout,
+    translate_os_error,
+)
+from .framing import DEFAULT_MAX_FRAME_BYTES, HEADER_BYTES, frame_header, parse_header
+from .tcp import (
+    DEFAULT_TIMEOUT_S,
+    check_max_frame_bytes,
+    check_port,
+    check_timeout,
+    payload_size,
+)
+
+__all__ = [
+    "open_connection",
+    "AsyncFramedConnection",
+    "start_server",
+    "AsyncFramedServer",
+]
+
+log = logging.getLogger(__name__)
+
+STREAM_LIMIT_BYTES = 256 * 1024  # StreamReader buffer size before it pauses reading
+CLOSE_TIMEOUT_S = 1.0  # how long close() waits for the transport to finish closing
+
+
+class AsyncFramedConnection:
+    """A TCP connection on asyncio that sends and receives whole payloads.
+
+    Built by ``open_connection`` on the client side and handed to the
+    handler by ``start_server`` on the server side::
+
+        async with await open_connection(port=server.port) as conn:
+            await conn.send(b"ping")
+            reply = await conn.recv()
+
+    ``timeout_s`` is the default for ``send`` and ``recv``. A ``recv`` that
+    times out in the middle of a body keeps the header it read, so the next
+    ``recv`` finishes the same frame.
+    """
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self.max_frame_bytes = check_max_frame_bytes(max_frame_bytes)
+        self.timeout_s = check_timeout(timeout_s)
+        self._reader = reader
+        self._writer = writer
+        peer = writer.get_extra_info("peername")
+        self._peer_address = None if peer is None else (str(peer[0]), int(peer[1]))
+        self._pending_length: int | None = None  # body length once its header is read
+        self._closed = False
+        self.frames_sent = 0
+        self.bytes_sent = 0
+        self.frames_received = 0
+        self.bytes_received = 0
+
+    @property
+    def peer_address(self) -> tuple[str, int] | None:
+        """The other end's (host, port)."""
+        return self._peer_address
+
+    @property
+    def nodelay(self) -> bool:
+        """Whether TCP_NODELAY is set on the underlying socket."""
+        sock = self._writer.get_extra_info("socket")
+        return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    @nodelay.setter
+    def nodelay(self, enabled: bool) -> None:
+        sock = self._writer.get_extra_info("socket")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1 if enabled else 0)
+
+    def send_nowait(self, payload: bytes) -> None:
+        """Queue one frame for sending and return at once.
+
+        Nothing waits for the peer, so nothing limits the memory that queued
+        frames take. Use ``send`` unless you await ``send`` or ``drain``-like
+        progress somewhere else.
+        """
+        self._check_open()
+        size = payload_size(payload)
+        # One write per frame: header and payload leave in the same segment.
+        self._writer.write(frame_header(size, self.max_frame_bytes) + payload)
+        self.frames_sent += 1
+        self.bytes_sent += size
+
+    async def send(self, payload: bytes, *, timeout_s: float | None = None) -> None:
+        """Send one frame, then wait until the transport's buffer has room again.
+
+        Raises ``MessagingTimeout`` if the peer does not read within
+        ``timeout_s`` seconds (None uses the connection's timeout) and
+        ``ConnectionClosed`` if the peer has gone.
+        """
+        self.send_nowait(payload)
+        try:
+            async with asyncio.timeout(self._timeout(timeout_s)):
+                await self._writer.drain()
+        except TimeoutError as error:
+            raise MessagingTimeout(f"send to {self._peer_address} timed out") from error
+        except OSError as error:
+            raise translate_os_error(error, f"send to {self._peer_address}") from error
+
+    async def recv(self, *, timeout_s: float | None = None) -> bytes:
+        """Wait for the next frame and return its payload.
+
+        Raises like the blocking ``FramedConnection.recv``: ``ConnectionClosed``
+        on a clean close between frames, ``IncompleteFrame`` on a close inside
+        one, ``FrameTooLarge`` before reading an oversized body, and
+        ``MessagingTimeout`` after ``timeout_s`` seconds.
+        """
+        self._check_open()
+        try:
+            async with asyncio.timeout(self._timeout(timeout_s)):
+                if self._pending_length is None:
+                    self._pending_length = await self._read_header()
+                length = self._pending_length
+                try:
+                    payload = await self._reader.readexactly(length)
+                except asyncio.IncompleteReadError as error:
+                    received = HEADER_BYTES + len(error.partial)
+                    raise IncompleteFrame(received, HEADER_BYTES + length) from error
+        except TimeoutError as error:
+            raise MessagingTimeout(f"recv from {self._peer_address} timed out") from error
+        except OSError as error:
+            raise translate_os_error(error, f"recv from {self._peer_address}") from error
+        self._pending_length = None
+        self.frames_received += 1
+        self.bytes_received += length
+        return payload
+
+    async def _read_header(self) -> int:
+        try:
+            header = await self._reader.readexactly(HEADER_BYTES)
+        except asyncio.IncompleteReadError as error:
+            if not error.partial:
+                raise ConnectionClosed(
+                    f"the peer {self._peer_address} closed the connection"
+                ) from error
+            raise IncompleteFrame(len(error.partial), None) from error
+        # NOTE: after FrameTooLarge the stream position is lost; close the connection.
+        return parse_header(header, self.max_frame_bytes)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        """Yield payloads until the peer closes cleanly between frames."""
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        while True:
+            try:
+                payload = await self.recv()
+            except IncompleteFrame:
+                raise
+            except ConnectionClosed:
+                return
+            yield payload
+
+    def _timeout(self, timeout_s: float | None) -> float | None:
+        return self.timeout_s if timeout_s is None else check_timeout(timeout_s)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EndpointClosed(f"{self!r} is closed; open a new connection")
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` has started."""
+        return self._closed
+
+    async def close(self) -> None:
+        """Close the connection and wait briefly for the transport to finish.
+
+        Calling it again does nothing. A peer that already reset the
+        connection is not an error here.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.close()
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self._writer.wait_closed()
+        except (OSError, TimeoutError) as error:
+            log.debug("closing connection to %s: %s", self._peer_address, error)
+
+    async def __aenter__(self) -> AsyncFramedConnection:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def stats(self) -> dict[str, int]:
+        """Frame and byte counters, plus bytes queued in the transport."""
+        transport = self._writer.transport
+        return {
+            "frames_sent": self.frames_sent,
+            "bytes_sent": self.bytes_sent,
+            "frames_received": self.frames_received,
+            "bytes_received": self.bytes_received,
+            "write_buffer_bytes": 0 if self._closed else transport.get_write_buffer_size(),
+        }
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        peer = "?" if self._peer_address is None else "{}:{}".format(*self._peer_address)
+        return (
+            f"<AsyncFramedConnection {state} -> {peer}, sent {self.frames_sent}, "
+            f"received {self.frames_received}>"
+        )
+
+
+async def open_connection(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    nodelay: bool = False,
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+) -> AsyncFramedConnection:
+    """Connect to ``host:port`` within ``timeout_s`` seconds.
+
+    ``timeout_s`` is then the connection's default for ``send`` and ``recv``.
+    Raises ``ConnectionClosed`` if nothing listens there and
+    ``MessagingTimeout`` if connecting takes too long.
+    """
+    check_port(port, required=True)
+    timeout = check_timeout(timeout_s)
+    action = f"connect to {host}:{port}"
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port, limit=STREAM_LIMIT_BYTES)
+    except TimeoutError as error:
+        raise MessagingTimeout(f"{action} timed out") from error
+    except OSError as error:
+        raise translate_os_error(error, action) from error
+    _set_nodelay(writer, nodelay)
+    return AsyncFramedConnection(reader, writer, max_frame_bytes=max_frame_bytes, timeout_s=timeout)
+
+
+def _set_nodelay(writer: asyncio.StreamWriter, enabled: bool) -> None:
+    # asyncio turns TCP_NODELAY on for every TCP transport (CPython 3.6 and later).
+    # Setting it explicitly makes nodelay=False mean the same here as in msgpass.tcp.
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1 if enabled else 0)
+
+
+ConnectionHandler = Callable[[AsyncFramedConnection], Awaitable[None]]
+
+
+class AsyncFramedServer:
+    """A listening asyncio server that runs ``handler(conn)`` for every client.
+
+    Made by ``start_server``. The connection is closed when the handler
+    returns. An exception in a handler is logged with the client's address,
+    and the server goes on. ``close()`` stops listening, cancels every
+    running handler, waits for them, and closes their connections.
+    """
+
+    def __init__(
+        self,
+        handler: ConnectionHandler,
+        *,
+        nodelay: bool,
+        max_frame_bytes: int,
+        timeout_s: float | None,
+    ) -> None:
+        self.handler = handler
+        self.nodelay = nodelay
+        self.max_frame_bytes = check_max_frame_bytes(max_frame_bytes)
+        self.timeout_s = check_timeout(timeout_s)
+        self._server: asyncio.Server | None = None
+        self._address: tuple[str, int] = ("", 0)
+        self._tasks: dict[asyncio.Task[None], AsyncFramedConnection] = {}
+        self._closed = False
+        self.connections_accepted = 0
+        self.handler_errors = 0
+
+    async def _listen(self, host: str, port: int) -> None:
+        try:
+            self._server = await asyncio.start_server(
+                self._on_client, host, port, limit=STREAM_LIMIT_BYTES
+            )
+        except OSError as error:
+            raise translate_os_error(error, f"listen on {host}:{port}") from error
+        sockname = self._server.sockets[0].getsockname()
+        self._address = (str(sockname[0]), int(sockname[1]))
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _set_nodelay(writer, self.nodelay)
+        conn = AsyncFramedConnection(
+            reader, writer, max_frame_bytes=self.max_frame_bytes, timeout_s=self.timeout_s
+        )
+        task = asyncio.current_task()
+        assert task is not None  # asyncio runs this callback as a task
+        self._tasks[task] = conn
+        self.connections_accepted += 1
+        try:
+            await self.handler(conn)
+        except asyncio.CancelledError:
+            if not self._closed:
+                raise
+            # Cancelled by close(). The done-callback that CPython 3.11's streams module
+            # adds to this task calls task.exception(), which raises for a cancelled
+            # task and prints a traceback, so a handler stopped by close() ends normally.
+            task.uncancel()
+        except Exception:
+            self.handler_errors += 1
+            log.exception("handler for %s failed; closing that connection", conn.peer_address)
+        finally:
+            self._tasks.pop(task, None)
+            await conn.close()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) the server listens on."""
+        return self._address
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on."""
+        return self._address[1]
+
+    async def close(self) -> None:
+        """Stop listening, cancel and await every handler, and close its connection."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._server is not None:
+            self._server.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> AsyncFramedServer:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def stats(self) -> dict[str, int]:
+        """Connection counters, for display in a notebook."""
+        return {
+            "connections_accepted": self.connections_accepted,
+            "connections_open": len(self._tasks),
+            "handler_errors": self.handler_errors,
+        }
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "listening"
+        return (
+            f"<AsyncFramedServer {state} on {self._address[0]}:{self._address[1]}, "
+            f"{len(self._tasks)} open connections>"
+        )
+
+
+async def start_server(
+    handler: ConnectionHandler,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    nodelay: bool = False,
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    timeout_s: float | None = DEFAULT_TIMEOUT_S,
+) -> AsyncFramedServer:
+    """Listen on ``host:port`` and run ``await handler(conn)`` for every client.
+
+    ``timeout_s`` becomes each connection's default for ``send`` and ``recv``::
+
+        async def echo(conn):
+            async for payload in conn:
+                await conn.send(payload)
+
+        async with await start_server(echo) as server:
+            ...  # clients connect to server.port
+    """
+    check_port(port, required=False)
+    if not callable(handler):
+        raise TypeError(f"handler must be an async function, got {type(handler).__name__}")
+    server = AsyncFramedServer(
+        handler, nodelay=nodelay, max_frame_bytes=max_frame_bytes, timeout_s=timeout_s
+    )
+    await server._listen(host, port)
+    return server
