@@ -29,6 +29,7 @@ versioning (a real protocol adds a type byte or a schema), and compression.
 from __future__ import annotations
 
 import struct
+
 from .errors import FrameTooLarge, IncompleteFrame
 
 __all__ = [
@@ -78,7 +79,9 @@ def encode_frame(payload: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES)
             f"a frame payload must be bytes, got {type(payload).__name__}; "
             f"encode text first, for example with str.encode('utf-8')"
         )
-    return frame_header(len(payload), max_frame_bytes) + bytes(payload)
+    # Copy first: len() of a memoryview counts items, not bytes, for wider formats.
+    data = bytes(payload)
+    return frame_header(len(data), max_frame_bytes) + data
 
 
 def parse_header(header: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> int:
@@ -89,7 +92,7 @@ def parse_header(header: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) 
     """
     if len(header) != HEADER_BYTES:
         raise ValueError(f"a frame header is {HEADER_BYTES} bytes, got {len(header)}")
-    (length,) = HEADER.unpack(header)
+    length: int = HEADER.unpack(header)[0]
     if length > max_frame_bytes:
         raise FrameTooLarge(length, max_frame_bytes)
     return length
@@ -116,7 +119,8 @@ class FrameDecoder:
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
         self.max_frame_bytes = _check_max(max_frame_bytes)
         self._buffer = bytearray()
-        self._needed: int | None = None  # body length of the frame in progress, once its header is read
+        # Body length of the frame in progress, once its header is read.
+        self._needed: int | None = None
         self._failed: Exception | None = None
         self.frames_decoded = 0
         self.bytes_fed = 0
@@ -137,7 +141,7 @@ class FrameDecoder:
             if self._needed is None:
                 if buffered - position < HEADER_BYTES:
                     break
-                header = self._buffer[position : position + HEADER_BYTES]
+                header = bytes(self._buffer[position : position + HEADER_BYTES])
                 try:
                     self._needed = parse_header(header, self.max_frame_bytes)
                 except FrameTooLarge as error:
