@@ -1,0 +1,21 @@
+"""Exercise checkers, and the tool that writes the student edition of the labs.
+
+- ``checking``: the runner every checker shares (``Check``, ``CheckFailed``,
+  ``ExerciseFailed``, ``CheckReport``).
+- ``framing_checks``: ``check_frame_decoder``, the checker of exercise
+  ``frame-decoder`` in lab 3.
+- ``student_edition``: ``python -m msgpass.exercises.student_edition`` copies
+  every lab with its reference solutions replaced by stubs, and runs the
+  checkers of a learner's notebook.
+"""
+
+from .checking import Check, CheckFailed, CheckReport, ExerciseFailed
+from .framing_checks import check_frame_decoder
+
+__all__ = [
+    "Check",
+    "CheckFailed",
+    "CheckReport",
+    "ExerciseFailed",
+    "check_frame_decoder",
+]

@@ -1,0 +1,334 @@
+"""Write the student edition of the labs, and run the checkers of a learner's notebook.
+
+An exercise cell in a lab looks like this::
+
+    # Exercise frame-decoder: write an incremental decoder for length-prefixed frames
+    class MyFrameDecoder:
+        def feed(self, data: bytes) -> list[bytes]:
+            # BEGIN SOLUTION
+            ...the reference solution...
+            # END SOLUTION
+
+Its first line names the exercise id and the task, its metadata tags include
+``exercise``, and each ``# BEGIN SOLUTION`` / ``# END SOLUTION`` region is a
+whole function or method body. The student edition replaces each region by
+one line at the indentation of its ``# BEGIN SOLUTION`` marker::
+
+    raise NotImplementedError("Exercise frame-decoder: write .... Write your solution here, ...")
+
+so the cell still compiles, and the checker cell that follows reports the
+exercise as not implemented yet. Outputs are cleared as well.
+
+Usage::
+
+    python -m msgpass.exercises.student_edition --labs labs --out student
+    python -m msgpass.exercises.student_edition --check student/03-tcp-framing.ipynb
+
+The second form executes a learner's notebook and prints, per exercise,
+whether its checker cell passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+__all__ = [
+    "BEGIN_MARKER",
+    "END_MARKER",
+    "EXERCISE_TAG",
+    "MarkerError",
+    "Exercise",
+    "ExerciseResult",
+    "parse_exercise_header",
+    "strip_solutions",
+    "make_student_notebook",
+    "write_student_edition",
+    "run_checkers",
+    "main",
+]
+
+BEGIN_MARKER = "# BEGIN SOLUTION"
+END_MARKER = "# END SOLUTION"
+EXERCISE_TAG = "exercise"
+CELL_TIMEOUT_S = 120  # per cell, when --check executes a learner's notebook
+_HEADER = re.compile(r"^# Exercise (?P<id>[A-Za-z0-9][A-Za-z0-9_-]*): (?P<task>\S.*)$")
+
+
+# nbformat ships without type hints, so its calls are wrapped here.
+def _read_notebook(path: Path) -> Any:
+    return nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+
+
+def _write_notebook(notebook: Any, path: Path) -> None:
+    nbformat.write(notebook, path)  # type: ignore[no-untyped-call]
+
+
+def _copy_notebook(notebook: Any) -> Any:
+    return copy.deepcopy(notebook)
+
+
+class MarkerError(ValueError):
+    """An exercise cell breaks the exercise convention; the message names the cell and line."""
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise cell: its id, its task and its position in the notebook."""
+
+    exercise_id: str
+    task: str
+    cell_index: int
+
+
+@dataclass(frozen=True)
+class ExerciseResult:
+    """Whether the checker cell of one exercise passed in a learner's notebook."""
+
+    exercise_id: str
+    passed: bool
+    message: str
+
+
+def parse_exercise_header(source: str, where: str) -> Exercise | None:
+    """Return the exercise declared by the first line of ``source``, or None.
+
+    ``where`` names the cell in error messages. The ``cell_index`` of the
+    result is -1; ``find_exercises`` fills it in.
+    """
+    first_line = source.split("\n", 1)[0].rstrip()
+    match = _HEADER.match(first_line)
+    if match is None:
+        if first_line.startswith("# Exercise"):
+            raise MarkerError(
+                f"{where}: invalid exercise header {first_line!r}; "
+                f"expected '# Exercise <id>: <one-line task>'"
+            )
+        return None
+    return Exercise(match["id"], match["task"].rstrip(" ."), cell_index=-1)
+
+
+def _is_exercise_cell(cell: Any) -> bool:
+    tags = cell.get("metadata", {}).get("tags", [])
+    text = cell["source"]
+    return EXERCISE_TAG in tags or BEGIN_MARKER in text or END_MARKER in text
+
+
+def find_exercises(notebook: Any, name: str, require_solutions: bool = False) -> list[Exercise]:
+    """Return the exercise cells of ``notebook`` in order, after checking the convention.
+
+    Raises ``MarkerError`` for an exercise cell without a valid
+    ``# Exercise <id>:`` first line or with a duplicate id, and, when
+    ``require_solutions`` is set, for one without a solution region. A
+    learner's edition has no solution markers left, so that check is off by
+    default. ``name`` is the notebook's name for messages.
+    """
+    found: list[Exercise] = []
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code" or not _is_exercise_cell(cell):
+            continue
+        where = f"{name}, cell {index}"
+        exercise = parse_exercise_header(cell.source, where)
+        if exercise is None:
+            raise MarkerError(
+                f"{where}: an exercise cell (tagged '{EXERCISE_TAG}' or holding solution "
+                f"markers) must start with '# Exercise <id>: <one-line task>'"
+            )
+        if require_solutions and BEGIN_MARKER not in cell.source:
+            raise MarkerError(f"{where}: exercise {exercise.exercise_id} has no {BEGIN_MARKER!r}")
+        if any(known.exercise_id == exercise.exercise_id for known in found):
+            raise MarkerError(f"{where}: exercise id {exercise.exercise_id!r} is used twice")
+        found.append(Exercise(exercise.exercise_id, exercise.task, index))
+    return found
+
+
+def _stub_line(indent: str, exercise: Exercise) -> str:
+    message = (
+        f"Exercise {exercise.exercise_id}: {exercise.task}. "
+        f"Write your solution here, then run the checker cell below."
+    )
+    # A JSON string literal is also a valid Python string literal.
+    return f"{indent}raise NotImplementedError({json.dumps(message, ensure_ascii=False)})"
+
+
+def strip_solutions(source: str, exercise: Exercise, where: str) -> str:
+    """Return ``source`` with every solution region replaced by a stub line.
+
+    Raises ``MarkerError`` when markers are unbalanced (a second BEGIN before
+    an END, an END without a BEGIN, a BEGIN never closed) or when an END is
+    not at its BEGIN's indentation.
+    """
+    output: list[str] = []
+    open_indent: str | None = None
+    open_line = 0
+    for number, line in enumerate(source.split("\n"), start=1):
+        stripped = line.strip()
+        indent = line[: len(line) - len(line.lstrip())]
+        if stripped == BEGIN_MARKER:
+            if open_indent is not None:
+                raise MarkerError(
+                    f"{where}, line {number}: {BEGIN_MARKER!r} inside the region opened "
+                    f"on line {open_line}; close it with {END_MARKER!r} first"
+                )
+            open_indent, open_line = indent, number
+            output.append(_stub_line(indent, exercise))
+        elif stripped == END_MARKER:
+            if open_indent is None:
+                raise MarkerError(
+                    f"{where}, line {number}: {END_MARKER!r} without a {BEGIN_MARKER!r}"
+                )
+            if indent != open_indent:
+                raise MarkerError(
+                    f"{where}, line {number}: {END_MARKER!r} is indented differently from "
+                    f"the {BEGIN_MARKER!r} on line {open_line}"
+                )
+            open_indent = None
+        elif open_indent is None:
+            output.append(line)
+    if open_indent is not None:
+        raise MarkerError(f"{where}, line {open_line}: {BEGIN_MARKER!r} is never closed")
+    return "\n".join(output)
+
+
+def make_student_notebook(notebook: Any, name: str) -> Any:
+    """Return a copy of ``notebook`` with solutions stubbed out and outputs cleared."""
+    student = _copy_notebook(notebook)
+    exercises = {
+        exercise.cell_index: exercise
+        for exercise in find_exercises(student, name, require_solutions=True)
+    }
+    for index, cell in enumerate(student.cells):
+        if cell.cell_type != "code":
+            continue
+        cell.outputs = []
+        cell.execution_count = None
+        cell.metadata.pop("execution", None)
+        if index in exercises:
+            cell.source = strip_solutions(cell.source, exercises[index], f"{name}, cell {index}")
+    return student
+
+
+def write_student_edition(labs_dir: Path, out_dir: Path) -> list[Path]:
+    """Write the student edition of every ``*.ipynb`` in ``labs_dir`` to ``out_dir``.
+
+    Every notebook is converted before anything is written, so a malformed
+    lab leaves ``out_dir`` untouched. Returns the paths written. Raises
+    ``FileNotFoundError`` for a missing ``labs_dir``, ``ValueError`` when
+    ``out_dir`` is ``labs_dir`` itself, and ``MarkerError`` for a malformed
+    exercise cell.
+    """
+    if not labs_dir.is_dir():
+        raise FileNotFoundError(f"labs folder not found: {labs_dir}")
+    if out_dir.resolve() == labs_dir.resolve():
+        raise ValueError(f"the output folder must differ from the labs folder, got {out_dir}")
+    converted = []
+    for path in sorted(labs_dir.glob("*.ipynb")):
+        notebook = _read_notebook(path)
+        converted.append((path.name, make_student_notebook(notebook, path.name)))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for filename, student in converted:
+        target = out_dir / filename
+        _write_notebook(student, target)
+        written.append(target)
+    return written
+
+
+def _error_text(outputs: Sequence[Any]) -> str | None:
+    for output in outputs:
+        if output.get("output_type") == "error":
+            return f"{output.get('ename')}: {output.get('evalue')}"
+    return None
+
+
+def run_checkers(notebook_path: Path, timeout_s: int = CELL_TIMEOUT_S) -> list[ExerciseResult]:
+    """Execute a learner's notebook and return, per exercise, whether its checker passed.
+
+    The checker of an exercise is the first code cell after the exercise cell.
+    Cells run in the notebook's folder with a ``timeout_s`` limit each; errors
+    do not stop the run, so every exercise gets a result. Raises
+    ``nbclient.exceptions.CellTimeoutError`` when a cell runs out of time.
+    """
+    from nbclient import NotebookClient  # imported here: only --check needs a kernel
+
+    notebook = _read_notebook(notebook_path)
+    exercises = find_exercises(notebook, notebook_path.name)
+    client = NotebookClient(
+        notebook,
+        timeout=timeout_s,
+        allow_errors=True,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(notebook_path.parent)}},
+    )
+    client.execute()
+
+    results = []
+    for exercise in exercises:
+        exercise_error = _error_text(notebook.cells[exercise.cell_index].outputs)
+        checker = next(
+            (
+                cell
+                for cell in notebook.cells[exercise.cell_index + 1 :]
+                if cell.cell_type == "code"
+            ),
+            None,
+        )
+        if exercise_error is not None:
+            results.append(ExerciseResult(exercise.exercise_id, False, exercise_error))
+        elif checker is None:
+            results.append(
+                ExerciseResult(exercise.exercise_id, False, "no checker cell after the exercise")
+            )
+        else:
+            checker_error = _error_text(checker.outputs)
+            passed = checker_error is None
+            results.append(ExerciseResult(exercise.exercise_id, passed, checker_error or "passed"))
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 on success)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m msgpass.exercises.student_edition",
+        description="Write the student edition of the labs (solutions replaced by stubs, "
+        "outputs cleared), or run the exercise checkers of a learner's notebook.",
+    )
+    parser.add_argument("--labs", type=Path, default=Path("labs"), help="folder of lab notebooks")
+    parser.add_argument(
+        "--out", type=Path, default=Path("student"), help="folder to write the student edition to"
+    )
+    parser.add_argument(
+        "--check",
+        type=Path,
+        metavar="NOTEBOOK",
+        help="execute this notebook and report whether each exercise's checker passed",
+    )
+    args = parser.parse_args(argv)
+
+    try:
+        if args.check is not None:
+            results = run_checkers(args.check)
+            for result in results:
+                status = "pass" if result.passed else "FAIL"
+                print(f"{status}  {result.exercise_id}: {result.message.splitlines()[0]}")
+            return 0 if all(result.passed for result in results) else 1
+        written = write_student_edition(args.labs, args.out)
+    except (OSError, ValueError) as error:  # MarkerError is a ValueError
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
