@@ -31,8 +31,11 @@ not two per frame, and a large body is read straight into place.
 
 Every blocking call takes ``timeout_s``. The endpoint's default is
 ``DEFAULT_TIMEOUT_S``, and ``None`` waits forever only when passed explicitly
-to the constructor. Operating-system errors become ``msgpass.errors`` classes,
-with the original error kept as ``__cause__``.
+to the constructor. The timeout covers the whole call, not each system call.
+The socket is non-blocking, so every ``send`` and ``recv_into`` is tried at
+once. Only when the kernel has no data or no buffer space does the connection
+wait in ``poll``, and then for at most the time left. Operating-system errors
+become ``msgpass.errors`` classes, with the original error kept as ``__cause__``.
 
 Left out on purpose, each marked with ``NOTE:`` where it matters: TLS,
 reconnection, keep-alive and idle timeouts, and a bounded thread pool.
@@ -44,6 +47,7 @@ import contextlib
 import importlib
 import logging
 import math
+import select
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -93,7 +97,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 5.0  # seconds, for connect, send, recv and accept
 RECV_BUFFER_BYTES = 64 * 1024  # starting size of a connection's receive buffer
 COPY_LIMIT_BYTES = 64 * 1024  # payloads up to this size are joined to their header
-_UNSET: Any = object()  # marks "no socket timeout applied yet"
+_HAS_POLL = hasattr(select, "poll")  # select.poll is missing on Windows
 
 
 class FramedConnection:
@@ -107,8 +111,8 @@ class FramedConnection:
             reply = conn.recv()
 
     ``timeout_s`` is the default for every ``send`` and ``recv``. Pass
-    ``None`` here, explicitly, to wait forever. The connection owns the socket
-    and closes it in ``close()``.
+    ``None`` here, explicitly, to wait forever. The connection owns the socket:
+    it switches it to non-blocking mode and closes it in ``close()``.
 
     A ``recv`` that times out part-way through a frame keeps the bytes it read,
     so the next ``recv`` continues the same frame. A ``send`` that times out or
@@ -128,7 +132,10 @@ class FramedConnection:
         self.max_frame_bytes = check_max_frame_bytes(max_frame_bytes)
         self.timeout_s = check_timeout(timeout_s)
         self._sock = sock
-        self._applied_timeout: float | None = _UNSET
+        # The socket stays non-blocking: every send and recv is tried at once, and
+        # only a BlockingIOError leads to a wait (see _wait_until_ready).
+        sock.setblocking(False)
+        self._deadline: float | None = None  # of the send or recv in progress
         self._local_address = _address_or_none(sock.getsockname)
         self._peer_address = _address_or_none(sock.getpeername)
         # Received bytes not yet returned are self._buffer[self._start:self._end].
@@ -162,29 +169,55 @@ class FramedConnection:
                 "cannot send: an earlier send failed part-way through a frame, so the peer "
                 "can no longer find frame boundaries; close this connection and open a new one"
             ) from self._send_error
-        deadline = self._deadline(timeout_s)
+        self._start_call(timeout_s)
         try:
-            self._apply_timeout(deadline)
             if size <= COPY_LIMIT_BYTES:
                 # Copying a small payload is cheaper than a second system call.
-                self._sock.sendall(header + payload)
+                self._write_all(header + payload)
             else:
-                # sendmsg writes header and payload in one call without joining them.
-                # Whatever the kernel did not take goes out with sendall.
-                sent = self._sock.sendmsg([header, payload])
-                if sent < HEADER_BYTES:
-                    self._sock.sendall(header[sent:])
-                    sent = HEADER_BYTES
-                if sent < HEADER_BYTES + size:
-                    self._apply_timeout(deadline)
-                    with memoryview(payload) as view:
-                        self._sock.sendall(view.cast("B")[sent - HEADER_BYTES :])
+                self._write_header_and_payload(header, payload)
         except OSError as error:
-            translated = translate_os_error(error, f"send to {self._peer_address}")
+            translated = translate_os_error(error, f"send to {_format(self._peer_address)}")
             self._send_error = translated
             raise translated from error
+        except MessagingTimeout as error:
+            self._send_error = error
+            raise
         self.frames_sent += 1
         self.bytes_sent += size
+
+    def _write_header_and_payload(self, header: bytes, payload: bytes) -> None:
+        # sendmsg writes header and payload in one call without joining them.
+        # Whatever the kernel did not take goes out with _write_all.
+        while True:
+            try:
+                sent = self._sock.sendmsg([header, payload])
+                break
+            except BlockingIOError:
+                self._wait_until_ready(for_write=True)
+        if sent < HEADER_BYTES:
+            self._write_all(header[sent:])
+            sent = HEADER_BYTES
+        with memoryview(payload) as view:
+            self._write_all(view.cast("B")[sent - HEADER_BYTES :])
+
+    def _write_all(self, data: bytes | memoryview) -> None:
+        """Send every byte of ``data``, waiting whenever the kernel's send buffer is full."""
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(data):
+            return  # the common case, and the fast path for small frames
+        with memoryview(data) as view:
+            remaining = view[sent:]
+            while remaining:
+                try:
+                    sent = self._sock.send(remaining)
+                except BlockingIOError:
+                    self._wait_until_ready(for_write=True)
+                    continue
+                remaining = remaining[sent:]
 
     # -- receiving -------------------------------------------------------
 
@@ -203,17 +236,18 @@ class FramedConnection:
                 "cannot receive: an earlier frame was rejected, so the position of the next "
                 "frame in the stream is unknown; close this connection"
             ) from self._recv_error
-        deadline = self._deadline(timeout_s)
-        self._fill(HEADER_BYTES, deadline)
+        self._start_call(timeout_s)
+        self._fill(HEADER_BYTES)
         header = bytes(self._buffer[self._start : self._start + HEADER_BYTES])
         try:
             length = parse_header(header, self.max_frame_bytes)
         except ProtocolError as error:
             self._recv_error = error
             raise
-        self._fill(HEADER_BYTES + length, deadline)
+        self._fill(HEADER_BYTES + length)
         body_start = self._start + HEADER_BYTES
-        payload = bytes(self._buffer[body_start : body_start + length])
+        with memoryview(self._buffer) as view:
+            payload = bytes(view[body_start : body_start + length])
         self._start = body_start + length
         self.frames_received += 1
         self.bytes_received += length
@@ -234,7 +268,7 @@ class FramedConnection:
                 return
             yield payload
 
-    def _fill(self, needed: int, deadline: float | None) -> None:
+    def _fill(self, needed: int) -> None:
         """Read until at least ``needed`` unread bytes are in the buffer."""
         if self._end - self._start >= needed:
             return
@@ -242,12 +276,15 @@ class FramedConnection:
         while self._end - self._start < needed:
             if self._peer_closed:
                 self._raise_end_of_stream(needed)
-            self._apply_timeout(deadline)
             try:
                 with memoryview(self._buffer) as view:
                     count = self._sock.recv_into(view[self._end :])
+            except BlockingIOError:
+                self._wait_until_ready(for_write=False)
+                continue
             except OSError as error:
-                raise translate_os_error(error, f"recv from {self._peer_address}") from error
+                action = f"recv from {_format(self._peer_address)}"
+                raise translate_os_error(error, action) from error
             if count == 0:
                 self._peer_closed = True
             self._end += count
@@ -268,28 +305,45 @@ class FramedConnection:
     def _raise_end_of_stream(self, needed: int) -> None:
         unread = self._end - self._start
         if unread == 0:
-            raise ConnectionClosed(f"the peer {self._peer_address} closed the connection")
+            raise ConnectionClosed(f"the peer {_format(self._peer_address)} closed the connection")
         if needed == HEADER_BYTES:
             raise IncompleteFrame(unread, None)
         raise IncompleteFrame(unread, needed)
 
     # -- timeouts, state and display -------------------------------------
 
-    def _deadline(self, timeout_s: float | None) -> float | None:
+    def _start_call(self, timeout_s: float | None) -> None:
+        """Start the clock for one ``send`` or ``recv`` call."""
         timeout = self.timeout_s if timeout_s is None else check_timeout(timeout_s)
-        return None if timeout is None else time.monotonic() + timeout
+        self._deadline = None if timeout is None else time.monotonic() + timeout
 
-    def _apply_timeout(self, deadline: float | None) -> None:
-        """Set the socket timeout to the time left, skipping the system call if unchanged."""
-        if deadline is None:
+    def _wait_until_ready(self, *, for_write: bool) -> None:
+        """Block until the socket can be written (or read), or the call's deadline passes.
+
+        Trying the system call first and waiting only after ``BlockingIOError``
+        costs one system call when data or buffer space is already there. A
+        socket with ``settimeout`` would poll before every call, which costs two.
+        """
+        if self._deadline is None:
             timeout = None
         else:
-            timeout = deadline - time.monotonic()
+            timeout = self._deadline - time.monotonic()
             if timeout <= 0:
-                raise MessagingTimeout(f"timed out waiting on {self._peer_address}")
-        if timeout != self._applied_timeout:
-            self._sock.settimeout(timeout)
-            self._applied_timeout = timeout
+                raise MessagingTimeout(f"timed out waiting on {_format(self._peer_address)}")
+        if _HAS_POLL:
+            poller = select.poll()
+            poller.register(self._sock, select.POLLOUT if for_write else select.POLLIN)
+            ready = bool(poller.poll(None if timeout is None else math.ceil(timeout * 1000)))
+        else:
+            # NOTE: select() handles descriptors below FD_SETSIZE only (1024 on Linux),
+            # so it is used only where poll() is missing.
+            target = [self._sock]
+            readable, writable, _ = select.select(
+                [] if for_write else target, target if for_write else [], [], timeout
+            )
+            ready = bool(readable or writable)
+        if not ready:
+            raise MessagingTimeout(f"timed out waiting on {_format(self._peer_address)}")
 
     def _check_open(self) -> None:
         if self._closed:
@@ -572,6 +626,8 @@ def _address_or_none(get_address: Callable[[], Any]) -> tuple[str, int] | None:
         address = get_address()
     except OSError:
         return None
+    if not isinstance(address, tuple):
+        return None  # a Unix-domain stream socket, for example from socket.socketpair()
     return (str(address[0]), int(address[1]))
 
 
