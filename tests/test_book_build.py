@@ -20,7 +20,8 @@ BUILD_TIMEOUT_S = 1800
 
 def _build(source: Path, output: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [JUPYTER_BOOK, "build", str(source), "--path-output", str(output), "-W", "-n", "--keep-going"],
+        [JUPYTER_BOOK, "build", str(source), "--path-output", str(output)]
+        + ["-W", "-n", "--keep-going"],
         capture_output=True,
         text=True,
         timeout=BUILD_TIMEOUT_S,
@@ -54,7 +55,9 @@ def test_failing_notebook_fails_build(tmp_path: Path) -> None:
                 "source": ["raise RuntimeError('a lab error must fail the build')"],
             },
         ],
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
         "nbformat": 4,
         "nbformat_minor": 5,
     }

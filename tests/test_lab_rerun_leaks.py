@@ -49,7 +49,9 @@ while True:
     for _probe_socket in _probe_before[2]:
         if _probe_socket in _probe_sockets:
             _probe_sockets.remove(_probe_socket)
-    if not (_probe_threads or _probe_children or _probe_sockets) or _probe_time.monotonic() > _probe_deadline:
+    if not (_probe_threads or _probe_children or _probe_sockets):
+        break
+    if _probe_time.monotonic() > _probe_deadline:
         break
     _probe_time.sleep(0.05)
 assert not _probe_threads, f"threads left running after {RUN}: {sorted(_probe_threads.values())}"

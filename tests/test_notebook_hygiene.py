@@ -58,7 +58,8 @@ def test_lab_embedded_in_toc(notebook: Path) -> None:
 
 @pytest.mark.parametrize("notebook", LABS, ids=lambda p: p.name)
 def test_lab_avoids_asyncio_run(notebook: Path) -> None:
-    # The kernel already runs an event loop, so asyncio.run() raises there; labs use top-level await.
+    # The kernel already runs an event loop, so asyncio.run() raises there.
+    # Labs use top-level await instead.
     cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
     for index, cell in enumerate(cells):
         if cell["cell_type"] == "code":
@@ -68,4 +69,6 @@ def test_lab_avoids_asyncio_run(notebook: Path) -> None:
 def test_toc_files_exist() -> None:
     for entry in _toc_files():
         candidates = [REPO / f"{entry}{suffix}" for suffix in (".md", ".ipynb")]
-        assert any(path.exists() for path in candidates), f"_toc.yml names {entry}, which does not exist"
+        assert any(path.exists() for path in candidates), (
+            f"_toc.yml names {entry}, which does not exist"
+        )
