@@ -8,10 +8,14 @@ Each module teaches one idea and is imported by the labs:
 - ``zmq_patterns``: ZeroMQ REQ/REP, Lazy Pirate, PUB/SUB with a handshake,
   PUSH/PULL and ROUTER/DEALER on pyzmq.
 - ``errors``: the exception hierarchy shared by all of them.
+- ``exercises``: the checkers of the labs' exercises and the student-edition tool.
 """
+
+import logging
 
 from .errors import (
     ConnectionClosed,
+    DatagramTruncated,
     EndpointClosed,
     FrameTooLarge,
     IncompleteFrame,
@@ -24,6 +28,7 @@ from .errors import (
 
 __all__ = [
     "ConnectionClosed",
+    "DatagramTruncated",
     "EndpointClosed",
     "FrameTooLarge",
     "IncompleteFrame",
@@ -35,3 +40,7 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# The library logs its retries and the errors it survives, but stays silent
+# unless the application configures logging (for example logging.basicConfig()).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
