@@ -187,12 +187,10 @@ class DelayServer:
         log.info("DelayServer on port %d stopped", self.port)
 
     async def _wait_handlers_done(self) -> None:
-        """Give connections whose client already closed a moment to finish.
+        """Give connections whose client already closed up to ``CLOSE_GRACE_S`` to end.
 
-        Closing the server cancels the handlers that are still running. On
-        Python 3.11, asyncio logs a cancelled connection task as an
-        "Exception in callback" traceback, so the server first lets the
-        handlers of clients that already closed return on their own.
+        Closing the server cancels every handler that is still running, so
+        waiting first means only connections still in use are cut off.
         """
         if not self._handlers:
             return
