@@ -7,7 +7,7 @@ an asyncio server that replies to every request after ``delay_s`` seconds.
 
 The server runs its own event loop in a thread of its own. A notebook's kernel
 already runs an event loop, and a blocking client in the notebook blocks that
-loop; a server on the same loop could then never answer, and the client would
+loop. A server on the same loop could then never reply, and the client would
 wait until its timeout. With the server on another loop in another thread,
 both a blocking client and an asyncio client in the notebook can talk to it.
 
