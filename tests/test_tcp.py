@@ -131,6 +131,14 @@ def test_frame_split_in_pieces(raw_pair: tuple[socket.socket, FramedConnection])
     assert accepted.recv() == b"hello, stream"
 
 
+def test_socketpair_round_trip() -> None:
+    left, right = socket.socketpair()
+    with FramedConnection(left) as sender, FramedConnection(right) as receiver:
+        sender.send(b"over a socket pair")
+        assert receiver.recv() == b"over a socket pair"
+        assert "open" in repr(receiver)
+
+
 def test_iteration_stops_on_clean_close(
     raw_pair: tuple[socket.socket, FramedConnection],
 ) -> None:
@@ -537,9 +545,13 @@ def test_async_mid_frame_close() -> None:
 
 def test_async_oversized_header() -> None:
     async def scenario() -> None:
-        listener = await asyncio.start_server(
-            lambda _r, w: w.write(b"\xff\xff\xff\xff"), "127.0.0.1", 0
-        )
+        def send_hostile_header(
+            _reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        ) -> None:
+            writer.write(b"\xff\xff\xff\xff")
+            writer.close()
+
+        listener = await asyncio.start_server(send_hostile_header, "127.0.0.1", 0)
         port = listener.sockets[0].getsockname()[1]
         async with await open_connection(port=port) as client:
             with pytest.raises(FrameTooLarge):
