@@ -17,8 +17,8 @@ and this module moves those frames over real sockets:
 
 Why each frame goes out in one write call. Nagle's algorithm holds back a
 small segment while earlier data is unacknowledged, and the receiver's delayed
-ACK may hold the acknowledgement for up to 40 ms (Linux) or 200 ms (the RFC 1122
-maximum). A sender that writes the 4-byte header and then the payload in two
+ACK may hold the acknowledgement back: 40 to 200 ms on Linux, and RFC 1122
+allows up to 500 ms. A sender that writes the 4-byte header and then the payload in two
 calls can hit both at once and wait for the timer on every message. Writing
 header and payload together avoids that without turning Nagle off, so
 ``nodelay`` stays an explicit choice (it defaults to False).
@@ -27,7 +27,8 @@ The receiver keeps one buffer per connection. It reads as much as the kernel
 has ready into that buffer, cuts whole frames out of it, and grows the buffer
 to fit a large frame only after the header's length has passed the
 ``max_frame_bytes`` check. Many small frames therefore cost one ``recv_into``,
-not two per frame, and a large body is read straight into place.
+not two per frame. A large body is read into the grown buffer and copied once
+into the ``bytes`` that ``recv`` returns.
 
 Every blocking call takes ``timeout_s``. The endpoint's default is
 ``DEFAULT_TIMEOUT_S``, and ``None`` waits forever only when passed explicitly
@@ -37,8 +38,9 @@ once. Only when the kernel has no data or no buffer space does the connection
 wait in ``poll``, and then for at most the time left. Operating-system errors
 become ``msgpass.errors`` classes, with the original error kept as ``__cause__``.
 
-Left out on purpose, each marked with ``NOTE:`` where it matters: TLS,
-reconnection, keep-alive and idle timeouts, and a bounded thread pool.
+Left out on purpose: TLS, reconnection and keep-alive. The simplifications a
+caller could trip over (the buffer never shrinks, ThreadedServer has no idle
+timeout and no thread cap) are marked with ``NOTE:`` where they sit.
 """
 
 from __future__ import annotations
