@@ -21,12 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import struct
 import threading
 from types import TracebackType
 
 from .errors import ConnectionClosed, EndpointClosed, MessagingError, MessagingTimeout
-from .tcp import AsyncFramedConnection, start_server
+from .tcp import AsyncFramedConnection, check_port, start_server
 
 __all__ = [
     "REQUEST_ID",
@@ -63,6 +64,9 @@ class DelayServer:
 
     ``close()`` stops the listener and the thread and waits for both, so no
     port stays bound and no thread keeps running.
+
+    ``delay_s`` must be a finite number of seconds, zero or more. Anything
+    else raises ``TypeError`` or ``ValueError`` here, as does an invalid port.
     """
 
     def __init__(
@@ -74,8 +78,13 @@ class DelayServer:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        if delay_s < 0:
-            raise ValueError(f"delay_s must be zero or positive, got {delay_s}")
+        if isinstance(delay_s, bool) or not isinstance(delay_s, (int, float)):
+            raise TypeError(f"delay_s must be a number of seconds, got {type(delay_s).__name__}")
+        if not (math.isfinite(delay_s) and delay_s >= 0):
+            raise ValueError(
+                f"delay_s must be a finite number of seconds, zero or more, got {delay_s!r}"
+            )
+        check_port(port, required=False)
         self.delay_s = delay_s
         self.concurrent = concurrent
         self.nodelay = nodelay
@@ -172,7 +181,7 @@ class DelayServer:
             server = await start_server(
                 self._handle_connection, self.host, self.port, nodelay=self.nodelay
             )
-        except (MessagingError, OSError) as error:
+        except Exception as error:  # start() re-raises it in the caller's thread
             self._start_error = error
             self._ready.set()
             return
