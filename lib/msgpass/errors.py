@@ -35,6 +35,7 @@ __all__ = [
     "EndpointClosed",
     "translate_os_error",
     "DatagramTruncated",
+    "RemoteError",
 ]
 
 
@@ -152,3 +153,17 @@ class DatagramTruncated(ProtocolError):
             f"exceeds the receiver's limit of {max_bytes} bytes and was discarded; "
             f"raise the receiver's maximum datagram size if such datagrams are expected"
         )
+
+
+class RemoteError(MessagingError):
+    """The server received the request and replied that it could not carry it out.
+
+    The request arrived and a reply came back, so retrying over the network does
+    not help unless ``code`` says the failure was temporary. ``code`` is the
+    server's short error code (for example ``"not_found"``) and the message is
+    the server's own explanation.
+    """
+
+    def __init__(self, message: str, *, code: str = "failed") -> None:
+        self.code = code
+        super().__init__(message)
