@@ -20,6 +20,7 @@ written against the standard library keeps working.
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import socket
 
@@ -36,6 +37,7 @@ __all__ = [
     "translate_os_error",
     "DatagramTruncated",
     "RemoteError",
+    "InvalidStateError",
 ]
 
 
@@ -167,3 +169,54 @@ class RemoteError(MessagingError):
     def __init__(self, message: str, *, code: str = "failed") -> None:
         self.code = code
         super().__init__(message)
+
+
+class InvalidStateError(MessagingError, concurrent.futures.InvalidStateError):
+    """An operation is not allowed in the object's current state.
+
+    For example, fulfilling a promise that is already settled. It also
+    subclasses ``concurrent.futures.InvalidStateError``, which
+    ``Future.set_result`` raises in the same situation.
+    """
+
+
+class MissingHandler(MessagingError, AttributeError):
+    """A node received a message or a timer it has no handler method for.
+
+    The message names the node, what arrived and the method the node class
+    must define, so the fix is one ``def`` away.
+    """
+
+    def __init__(self, node_id: str, node_class: str, what: str, method_names: list[str]) -> None:
+        self.node_id = node_id
+        self.method_names = method_names
+        expected = " or ".join(f"{name}()" for name in method_names)
+        super().__init__(
+            f"node {node_id!r} ({node_class}) has no handler for {what}; "
+            f"define {expected} on {node_class}"
+        )
+
+
+class SimulationError(MessagingError):
+    """A simulated network was used in a way its rules forbid.
+
+    Examples: adding two nodes with the same id, naming a node that was never
+    added, crashing a node that is already crashed, scheduling in the past.
+    """
+
+
+class EventLimitExceeded(SimulationError):
+    """A simulation processed its maximum number of events without stopping.
+
+    Usually two nodes keep sending to each other, or a timer re-arms itself at
+    zero delay, so the run would never go idle.
+    """
+
+    def __init__(self, max_events: int, now_s: float) -> None:
+        self.max_events = max_events
+        self.now_s = now_s
+        super().__init__(
+            f"simulation processed max_events={max_events} events and had not stopped "
+            f"at simulated time {now_s:.6f} s; pass until_s= or until= to bound the run, "
+            f"or raise max_events if the run is expected to be this long"
+        )
