@@ -38,6 +38,9 @@ __all__ = [
     "DatagramTruncated",
     "RemoteError",
     "InvalidStateError",
+    "MissingHandler",
+    "SimulationError",
+    "EventLimitExceeded",
 ]
 
 
