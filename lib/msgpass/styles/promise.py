@@ -1,0 +1,692 @@
+"""Promises: a placeholder for a result that arrives later, with handlers chained onto it.
+
+A callback hands the continuation to the operation. A promise turns this
+around: the operation returns an object at once, and the caller attaches what
+should happen next with ``then``. Each ``then`` returns a new promise, so the
+two-step lookup reads as a flat chain instead of nested callbacks::
+
+    get("user:alice").then(lambda account: get(f"balance:{account}")).then(print)
+
+The rules follow JavaScript's Promises/A+ specification, and the comments name
+the matching methods of Java's ``CompletableFuture``:
+
+- A promise is ``PENDING``, then ``FULFILLED`` with a value or ``REJECTED``
+  with an exception, and never changes again.
+- ``then(on_fulfilled, on_rejected)`` returns a new promise. A handler's
+  return value fulfils it, and an exception raised by a handler rejects it
+  with that exception, traceback included. A handler that returns a promise
+  or a ``concurrent.futures.Future`` makes the new promise adopt that
+  object's outcome (``thenApply`` versus ``thenCompose`` in Java, one method
+  here as in JavaScript). A missing handler passes the outcome through.
+- Handlers run on a ``Dispatcher``: one thread that runs them one at a time,
+  in the order they were queued. A handler never runs inside the call to
+  ``then``, ``fulfill`` or a resolver function, and never while a lock is
+  held, so a handler may call ``then`` or settle other promises freely.
+- A rejection never vanishes. A rejected promise is logged with its id when
+  it is garbage-collected, unless a handler was attached to it (``then``,
+  ``catch``, ``finally_``, ``result``, a combinator or a bridge).
+
+Left out on purpose: cancellation (Promises/A+ has none; ``bridges`` shows
+where cancellation can travel), adopting arbitrary objects with a ``then``
+method, and adopting ``asyncio`` futures, which ``bridges.promise_from_asyncio``
+converts instead.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import inspect
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Generator, Iterable
+from concurrent.futures import CancelledError as ConcurrentCancelledError
+from concurrent.futures import Future as ConcurrentFuture
+from dataclasses import dataclass
+from typing import Any, Final, Generic, TypeVar
+
+from ..errors import InvalidStateError, MessagingTimeout
+
+__all__ = [
+    "DISPATCHER_IDLE_EXIT_S",
+    "FULFILLED",
+    "PENDING",
+    "REJECTED",
+    "Dispatcher",
+    "Promise",
+    "Settlement",
+    "default_dispatcher",
+]
+
+log = logging.getLogger(__name__)
+
+PENDING: Final = "pending"
+FULFILLED: Final = "fulfilled"
+REJECTED: Final = "rejected"
+
+# An idle dispatcher thread exits after this many seconds and a new one starts
+# with the next handler, so a notebook that re-runs its cells keeps no thread.
+DISPATCHER_IDLE_EXIT_S: Final = 0.5
+
+T = TypeVar("T")
+Resolve = Callable[[Any], None]
+Reject = Callable[[BaseException], None]
+
+_promise_ids = itertools.count(1)
+
+
+class Dispatcher:
+    """One background thread that runs promise handlers one at a time, first in, first out.
+
+    Order is the guarantee that matters: handlers queued in some order start in
+    that order, and a handler runs to the end before the next one starts. The
+    thread starts with the first queued handler and exits after
+    ``idle_exit_s`` seconds without work. ``close`` drains the queue and stops
+    the thread for good. A callback that raises is logged and the thread
+    goes on, although ``Promise`` catches its handlers' exceptions itself.
+
+    NOTE: the thread is a daemon, so handlers still queued when the
+    interpreter exits never run. Call ``close`` first where that matters.
+    """
+
+    def __init__(
+        self,
+        name: str = "msgpass-promise-dispatcher",
+        idle_exit_s: float = DISPATCHER_IDLE_EXIT_S,
+    ) -> None:
+        if idle_exit_s <= 0:
+            raise ValueError(f"idle_exit_s must be positive, got {idle_exit_s!r}")
+        self.name = name
+        self.idle_exit_s = idle_exit_s
+        self._condition = threading.Condition()
+        self._queue: collections.deque[tuple[Callable[..., object], tuple[Any, ...]]] = (
+            collections.deque()
+        )
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._executed = 0
+        self._failed = 0
+        self._threads_started = 0
+
+    def call_soon(self, fn: Callable[..., object], *args: Any) -> None:
+        """Queue ``fn(*args)`` to run on the dispatcher thread, and return without waiting.
+
+        Raises ``RuntimeError`` after ``close``.
+        """
+        with self._condition:
+            if self._closed:
+                raise RuntimeError(
+                    f"dispatcher {self.name!r} is closed and accepts no new handlers"
+                )
+            self._queue.append((fn, args))
+            if self._thread is None:
+                self._threads_started += 1
+                self._thread = threading.Thread(
+                    target=self._run, name=f"{self.name}-{self._threads_started}", daemon=True
+                )
+                self._thread.start()
+            else:
+                self._condition.notify()
+
+    def in_dispatcher_thread(self) -> bool:
+        """Return True when the caller is running on this dispatcher's thread."""
+        return threading.current_thread() is self._thread
+
+    def close(self, timeout_s: float) -> None:
+        """Run the handlers already queued, then stop the thread.
+
+        Raises ``MessagingTimeout`` if the queue has not drained within
+        ``timeout_s`` seconds, and ``RuntimeError`` when called from a handler,
+        which would wait for itself.
+        """
+        if self.in_dispatcher_thread():
+            raise RuntimeError("Dispatcher.close() called from one of its own handlers")
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s)
+            if thread.is_alive():
+                raise MessagingTimeout(
+                    f"dispatcher {self.name!r} still had handlers to run after {timeout_s} s"
+                )
+
+    def stats(self) -> dict[str, int]:
+        """Return counters for display: queued, executed and failed callbacks, threads started."""
+        with self._condition:
+            return {
+                "queued": len(self._queue),
+                "executed": self._executed,
+                "failed": self._failed,
+                "threads_started": self._threads_started,
+            }
+
+    def __repr__(self) -> str:
+        with self._condition:
+            if self._closed:
+                state = "closed"
+            elif self._thread is not None:
+                state = "running"
+            else:
+                state = "idle"
+            queued = len(self._queue)
+        return f"<Dispatcher {self.name!r} {state} queued={queued} executed={self._executed}>"
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while not self._queue:
+                    if self._closed:
+                        self._thread = None
+                        return
+                    # The timeout is checked again under the lock, so a handler
+                    # queued at the last moment is never stranded.
+                    if not self._condition.wait(self.idle_exit_s) and not self._queue:
+                        self._thread = None
+                        return
+                fn, args = self._queue.popleft()
+            try:
+                fn(*args)
+            except BaseException:
+                log.exception("dispatcher %r: callback %r raised; continuing", self.name, fn)
+                with self._condition:
+                    self._failed += 1
+            # Drop the references before waiting for more work, or the last
+            # promise would stay alive and its unhandled rejection unreported.
+            del fn, args
+            with self._condition:
+                self._executed += 1
+
+
+_default_dispatcher = Dispatcher()
+
+
+def default_dispatcher() -> Dispatcher:
+    """Return the process-wide dispatcher that promises use unless given another."""
+    return _default_dispatcher
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """The outcome of one promise, as ``Promise.all_settled`` reports it."""
+
+    state: str
+    value: Any = None
+    error: BaseException | None = None
+
+
+class Promise(Generic[T]):
+    """A result that is not there yet: pending, then fulfilled or rejected exactly once.
+
+    ``executor``, if given, is what JavaScript calls the executor function (not
+    a ``concurrent.futures`` executor). It is called at once as
+    ``executor(resolve, reject)`` and starts the work. ``resolve(value)``
+    fulfils the promise, or adopts ``value`` if it is a promise or a
+    concurrent future, and ``reject(error)`` rejects it. As in JavaScript, only
+    the first call to either counts. A later call is ignored, and a rejection
+    ignored this way is logged at warning level so that its exception does not
+    vanish. An exception raised by ``executor`` rejects the promise::
+
+        p = Promise(lambda resolve, reject: resolve(42))
+        p.then(lambda value: value + 1).result(timeout_s=1.0)   # 43
+
+    ``fulfill`` and ``reject_with`` settle the promise from outside and raise
+    ``InvalidStateError`` if it is already settled or resolved. ``id`` is
+    unique within the process, and log lines name the promise by it.
+    """
+
+    def __init__(
+        self,
+        executor: Callable[[Resolve, Reject], object] | None = None,
+        *,
+        dispatcher: Dispatcher | None = None,
+    ) -> None:
+        self.id = next(_promise_ids)
+        self._dispatcher = dispatcher if dispatcher is not None else _default_dispatcher
+        self._lock = threading.Lock()
+        self._settled = threading.Event()
+        self._state: str = PENDING
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._reactions: list[Callable[[Promise[T]], object]] = []
+        # True once a resolver has been used, even while an adopted promise is
+        # still pending ("resolved" in Promises/A+ terms).
+        self._resolved = False
+        self._handled = False
+        if executor is None:
+            return
+        resolve, reject = self._resolver_functions()
+        try:
+            executor(resolve, reject)
+        except Exception as error:
+            reject(error)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def state(self) -> str:
+        """``PENDING``, ``FULFILLED`` or ``REJECTED``."""
+        return self._state
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """The dispatcher that runs this promise's handlers."""
+        return self._dispatcher
+
+    def done(self) -> bool:
+        """Return True once the promise is fulfilled or rejected."""
+        return self._state != PENDING
+
+    # --------------------------------------------------------------- settling
+
+    @classmethod
+    def with_resolvers(
+        cls, *, dispatcher: Dispatcher | None = None
+    ) -> tuple[Promise[Any], Resolve, Reject]:
+        """Return a new pending promise with its ``resolve`` and ``reject`` functions.
+
+        The counterpart of JavaScript's ``Promise.withResolvers()``, for code
+        that settles the promise later, from another thread or callback.
+        """
+        promise: Promise[Any] = cls(dispatcher=dispatcher)
+        resolve, reject = promise._resolver_functions()
+        return promise, resolve, reject
+
+    def fulfill(self, value: T) -> None:
+        """Fulfil the promise with ``value`` (``CompletableFuture.complete``).
+
+        Raises ``InvalidStateError`` if the promise is already settled or
+        resolved, and ``TypeError`` for a promise or future value, which
+        ``resolve`` adopts instead.
+        """
+        if isinstance(value, (Promise, ConcurrentFuture)):
+            raise TypeError(
+                f"fulfill() takes a plain value, got {value!r}; "
+                f"use a resolve function from with_resolvers() to adopt it"
+            )
+        self._claim("fulfill")
+        self._settle(FULFILLED, value, None)
+
+    def reject_with(self, error: BaseException) -> None:
+        """Reject the promise with ``error`` (``CompletableFuture.completeExceptionally``).
+
+        Raises ``InvalidStateError`` if the promise is already settled or resolved.
+        """
+        _check_error(error)
+        self._claim("reject")
+        self._settle(REJECTED, None, error)
+
+    def _claim(self, action: str) -> None:
+        with self._lock:
+            if self._resolved or self._state != PENDING:
+                raise InvalidStateError(f"cannot {action} {self!r}: it is already resolved")
+            self._resolved = True
+
+    def _resolver_functions(self) -> tuple[Resolve, Reject]:
+        def resolve(value: Any) -> None:
+            if self._try_claim():
+                self._resolve_with(value)
+            else:
+                log.debug("promise #%d: resolve(%r) ignored, already resolved", self.id, value)
+
+        def reject(error: BaseException) -> None:
+            _check_error(error)
+            if self._try_claim():
+                self._settle(REJECTED, None, error)
+            else:
+                log.warning(
+                    "promise #%d: reject(%r) ignored because the promise is already resolved",
+                    self.id,
+                    error,
+                    exc_info=(type(error), error, error.__traceback__),
+                )
+
+        return resolve, reject
+
+    def _try_claim(self) -> bool:
+        with self._lock:
+            if self._resolved:
+                return False
+            self._resolved = True
+            return True
+
+    def _resolve_with(self, value: Any) -> None:
+        """Fulfil with ``value``, or adopt it if it is a promise or a concurrent future."""
+        if value is self:
+            self._settle(REJECTED, None, TypeError(f"{self!r} cannot be resolved with itself"))
+        elif isinstance(value, Promise):
+            value._add_reaction(self._settle_like)
+        elif isinstance(value, ConcurrentFuture):
+            value.add_done_callback(self._settle_like_future)
+        elif inspect.iscoroutine(value):
+            value.close()  # or Python would also warn that it was never awaited
+            self._settle(
+                REJECTED,
+                None,
+                TypeError(
+                    f"promise #{self.id} got a coroutine, which a promise cannot run; "
+                    f"convert it with msgpass.styles.bridges.promise_from_asyncio"
+                ),
+            )
+        else:
+            self._settle(FULFILLED, value, None)
+
+    def _settle_like(self, source: Promise[Any]) -> None:
+        self._settle(source._state, source._value, source._error)
+
+    def _settle_like_future(self, future: ConcurrentFuture[Any]) -> None:
+        if future.cancelled():
+            self._settle(REJECTED, None, ConcurrentCancelledError(f"{future!r} was cancelled"))
+        elif (error := future.exception()) is not None:
+            self._settle(REJECTED, None, error)
+        else:
+            self._settle(FULFILLED, future.result(), None)
+
+    def _settle(self, state: str, value: Any, error: BaseException | None) -> None:
+        with self._lock:
+            if self._state != PENDING:
+                raise InvalidStateError(f"cannot settle {self!r} again")
+            self._state = state
+            self._value = value
+            self._error = error
+            reactions, self._reactions = self._reactions, []
+            # Queued under the lock so that a concurrent then() cannot get its
+            # handler ahead of the ones registered before settlement.
+            for reaction in reactions:
+                self._dispatcher.call_soon(reaction, self)
+        self._settled.set()
+
+    def _try_settle(self, state: str, value: Any, error: BaseException | None) -> bool:
+        try:
+            self._settle(state, value, error)
+        except InvalidStateError:
+            return False
+        return True
+
+    # -------------------------------------------------------------- reactions
+
+    def add_done_callback(self, fn: Callable[[Promise[T]], object]) -> None:
+        """Call ``fn(promise)`` on the dispatcher once the promise is settled.
+
+        The callback takes over responsibility for a rejection, so the promise
+        counts as handled. An exception raised by ``fn`` is logged, because no
+        promise is chained to it.
+        """
+        self._add_reaction(fn)
+
+    def _add_reaction(self, fn: Callable[[Promise[T]], object]) -> None:
+        with self._lock:
+            self._handled = True
+            if self._state == PENDING:
+                self._reactions.append(fn)
+                return
+            self._dispatcher.call_soon(fn, self)
+
+    def then(
+        self,
+        on_fulfilled: Callable[[T], Any] | None = None,
+        on_rejected: Callable[[BaseException], Any] | None = None,
+    ) -> Promise[Any]:
+        """Return a new promise settled by the handler that matches this promise's outcome.
+
+        ``on_fulfilled(value)`` or ``on_rejected(error)`` runs on the dispatcher
+        after this promise settles, never inside this call. Its return value
+        fulfils the new promise (a promise or concurrent future is adopted), and
+        an exception it raises rejects the new promise. Without a matching
+        handler the outcome passes through unchanged.
+        """
+        child: Promise[Any] = Promise(dispatcher=self._dispatcher)
+        child._resolved = True  # only this promise's reaction settles it
+
+        def react(source: Promise[T]) -> None:
+            handler: Callable[[Any], Any] | None
+            if source._state == FULFILLED:
+                handler, argument = on_fulfilled, source._value
+            else:
+                handler, argument = on_rejected, source._error
+            if handler is None:
+                child._settle_like(source)
+                return
+            try:
+                outcome = handler(argument)
+            except BaseException as error:
+                child._settle(REJECTED, None, error)
+            else:
+                child._resolve_with(outcome)
+
+        self._add_reaction(react)
+        return child
+
+    def catch(self, on_rejected: Callable[[BaseException], Any]) -> Promise[Any]:
+        """Return ``then(None, on_rejected)`` (``CompletableFuture.exceptionally``)."""
+        return self.then(None, on_rejected)
+
+    def finally_(self, on_settled: Callable[[], Any]) -> Promise[T]:
+        """Run ``on_settled()`` on both paths and pass the outcome through.
+
+        If ``on_settled`` raises, or returns a promise that rejects, the new
+        promise rejects with that error instead. A promise it returns is
+        waited for before the outcome passes on.
+        """
+
+        def after_fulfilled(value: T) -> Any:
+            outcome = on_settled()
+            if isinstance(outcome, (Promise, ConcurrentFuture)):
+                return Promise.resolve(outcome, dispatcher=self._dispatcher).then(lambda _: value)
+            return value
+
+        def after_rejected(error: BaseException) -> Any:
+            outcome = on_settled()
+            if isinstance(outcome, (Promise, ConcurrentFuture)):
+                return Promise.resolve(outcome, dispatcher=self._dispatcher).then(
+                    functools.partial(_raise, error)
+                )
+            raise error
+
+        return self.then(after_fulfilled, after_rejected)
+
+    # ---------------------------------------------------------------- waiting
+
+    def wait(self, timeout_s: float) -> None:
+        """Block until the promise is settled; raise ``MessagingTimeout`` after ``timeout_s``.
+
+        Raises ``RuntimeError`` when called from a handler on this promise's
+        dispatcher while the promise is pending. The handlers that could
+        settle it are queued behind the caller, so the wait could never end.
+        """
+        if not self._settled.is_set() and self._dispatcher.in_dispatcher_thread():
+            raise RuntimeError(
+                f"wait() on pending {self!r} from a handler on its own dispatcher would "
+                f"deadlock; return the promise from the handler or chain with then()"
+            )
+        if not self._settled.wait(timeout_s):
+            raise MessagingTimeout(f"promise #{self.id} still pending after {timeout_s} s")
+
+    def result(self, timeout_s: float) -> T:
+        """Wait as ``wait`` does, then return the value or raise the rejection error."""
+        self.wait(timeout_s)
+        with self._lock:
+            self._handled = True
+        if self._error is not None:
+            raise self._error
+        value: T = self._value
+        return value
+
+    def exception(self, timeout_s: float) -> BaseException | None:
+        """Wait as ``wait`` does, then return the rejection error, or None if fulfilled."""
+        self.wait(timeout_s)
+        with self._lock:
+            self._handled = True
+        return self._error
+
+    def __await__(self) -> Generator[Any, None, T]:
+        """Await the promise from a coroutine through ``bridges.asyncio_from_promise``."""
+        from .bridges import asyncio_from_promise
+
+        result: T = yield from asyncio_from_promise(self).__await__()
+        return result
+
+    # ------------------------------------------------------------ combinators
+
+    @classmethod
+    def resolve(cls, value: Any, *, dispatcher: Dispatcher | None = None) -> Promise[Any]:
+        """Return ``value`` if it is a promise, else a promise resolved with it.
+
+        A concurrent future is adopted (``CompletableFuture.completedFuture``
+        for plain values).
+        """
+        if isinstance(value, Promise):
+            return value
+        promise: Promise[Any] = cls(dispatcher=dispatcher)
+        promise._resolved = True
+        promise._resolve_with(value)
+        return promise
+
+    @classmethod
+    def reject(cls, error: BaseException, *, dispatcher: Dispatcher | None = None) -> Promise[Any]:
+        """Return a promise already rejected with ``error``."""
+        promise: Promise[Any] = cls(dispatcher=dispatcher)
+        promise.reject_with(error)
+        return promise
+
+    @classmethod
+    def all(cls, items: Iterable[Any], *, dispatcher: Dispatcher | None = None) -> Promise[Any]:
+        """Fulfil with every value, in input order, or reject with the first rejection.
+
+        Items that are not promises count as fulfilled with themselves. The
+        result rejects as soon as one input rejects (fail-fast, as in
+        JavaScript), and later rejections count as handled. Java's ``allOf``
+        instead waits for every input. No input: fulfils with ``[]``.
+        """
+        inputs = [cls.resolve(item, dispatcher=dispatcher) for item in items]
+        result: Promise[Any] = cls(dispatcher=dispatcher)
+        result._resolved = True
+        if not inputs:
+            result._settle(FULFILLED, [], None)
+            return result
+        values: list[Any] = [None] * len(inputs)
+        remaining = [len(inputs)]
+        lock = threading.Lock()
+
+        def on_settled(index: int, source: Promise[Any]) -> None:
+            if source._state == REJECTED:
+                result._try_settle(REJECTED, None, source._error)
+                return
+            with lock:
+                values[index] = source._value
+                remaining[0] -= 1
+                complete = remaining[0] == 0
+            if complete:
+                result._try_settle(FULFILLED, list(values), None)
+
+        for index, promise in enumerate(inputs):
+            promise._add_reaction(functools.partial(on_settled, index))
+        return result
+
+    @classmethod
+    def all_settled(
+        cls, items: Iterable[Any], *, dispatcher: Dispatcher | None = None
+    ) -> Promise[Any]:
+        """Fulfil, once every input has settled, with one ``Settlement`` per input, in order."""
+        inputs = [cls.resolve(item, dispatcher=dispatcher) for item in items]
+        settled = [
+            promise.then(
+                lambda value: Settlement(FULFILLED, value=value),
+                lambda error: Settlement(REJECTED, error=error),
+            )
+            for promise in inputs
+        ]
+        return cls.all(settled, dispatcher=dispatcher)
+
+    @classmethod
+    def race(cls, items: Iterable[Any], *, dispatcher: Dispatcher | None = None) -> Promise[Any]:
+        """Settle like the first input to settle, fulfilled or rejected.
+
+        Raises ``ValueError`` for no input. JavaScript returns a promise that
+        stays pending forever instead, which is never what the caller wants.
+        """
+        inputs = [cls.resolve(item, dispatcher=dispatcher) for item in items]
+        if not inputs:
+            raise ValueError("Promise.race() needs at least one input, or it never settles")
+        result: Promise[Any] = cls(dispatcher=dispatcher)
+        result._resolved = True
+        for promise in inputs:
+            promise._add_reaction(result._settle_like_if_pending)
+        return result
+
+    @classmethod
+    def any(cls, items: Iterable[Any], *, dispatcher: Dispatcher | None = None) -> Promise[Any]:
+        """Fulfil with the first value, or reject with every error if all inputs reject.
+
+        The rejection is an ``ExceptionGroup`` (a ``BaseExceptionGroup`` if an
+        error is not an ``Exception``) with the errors in input order, the
+        counterpart of JavaScript's ``AggregateError``. Java's ``anyOf`` instead
+        settles like the first input, as ``race`` does. Raises ``ValueError``
+        for no input, because an empty group cannot be built.
+        """
+        inputs = [cls.resolve(item, dispatcher=dispatcher) for item in items]
+        if not inputs:
+            raise ValueError("Promise.any() needs at least one input")
+        result: Promise[Any] = cls(dispatcher=dispatcher)
+        result._resolved = True
+        errors: list[BaseException | None] = [None] * len(inputs)
+        remaining = [len(inputs)]
+        lock = threading.Lock()
+
+        def on_settled(index: int, source: Promise[Any]) -> None:
+            if source._state == FULFILLED:
+                result._try_settle(FULFILLED, source._value, None)
+                return
+            with lock:
+                errors[index] = source._error
+                remaining[0] -= 1
+                complete = remaining[0] == 0
+            if complete:
+                group = BaseExceptionGroup(
+                    f"all {len(inputs)} promises were rejected",
+                    [error for error in errors if error is not None],
+                )
+                result._try_settle(REJECTED, None, group)
+
+        for index, promise in enumerate(inputs):
+            promise._add_reaction(functools.partial(on_settled, index))
+        return result
+
+    def _settle_like_if_pending(self, source: Promise[Any]) -> None:
+        self._try_settle(source._state, source._value, source._error)
+
+    # ------------------------------------------------------------- reporting
+
+    def __repr__(self) -> str:
+        state = self._state
+        if state == FULFILLED:
+            detail = f" value={self._value!r}"
+        elif state == REJECTED:
+            detail = f" error={self._error!r}"
+        else:
+            detail = f" handlers={len(self._reactions)}"
+        return f"<Promise #{self.id} {state}{detail}>"
+
+    def __del__(self) -> None:
+        # getattr: __init__ may have failed before these attributes existed.
+        error = getattr(self, "_error", None)
+        if error is None or getattr(self, "_handled", True):
+            return
+        log.error(
+            "promise #%d was rejected with %r and garbage-collected without a rejection "
+            "handler; attach one with catch() or then()",
+            self.id,
+            error,
+            exc_info=(type(error), error, error.__traceback__),
+        )
+
+
+def _check_error(error: object) -> None:
+    if not isinstance(error, BaseException):
+        raise TypeError(f"a promise is rejected with an exception instance, got {error!r}")
+
+
+def _raise(error: BaseException, _ignored: object) -> Any:
+    raise error
