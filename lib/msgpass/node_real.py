@@ -24,7 +24,7 @@ implements the ``msgpass.node.Runtime`` protocol:
   ``source``, ``message_id`` and ``sent_at_s`` feed the handler's ``sender``
   argument and the trace.
 
-``run_nodes`` wraps the whole life cycle: start, run until a predicate holds
+``run_nodes`` wraps the whole life cycle: start, run until a predicate is true
 or for a fixed time, stop every thread and close every socket.
 
 Differences from the simulator that a lab should point out:
@@ -544,7 +544,7 @@ def run_nodes(
     """Run ``nodes`` on a ``RealRuntime`` and return its ``stats()`` after a clean stop.
 
     Pass either ``duration_s`` (run that long) or ``until`` (run until the
-    predicate holds, at most ``timeout_s`` seconds, else ``MessagingTimeout``).
+    predicate is true, at most ``timeout_s`` seconds, else ``MessagingTimeout``).
     Every thread is joined and every socket closed before this returns or
     raises. A handler error is raised here, as it would be on the simulator.
     """
