@@ -128,6 +128,16 @@ def test_sequence_arrow_endpoints() -> None:
     assert list(drop_mark.get_ydata()) == pytest.approx([4.0])
 
 
+def test_sequence_crashed_drop_reaches_dest() -> None:
+    trace = Trace()
+    trace.record(Send(0.001, "a", "b", "Ping", 1, 12))
+    trace.record(Drop(0.003, "a", "b", "Ping", 1, "crashed"))
+    ax = draw_sequence(trace)
+    drop_mark = next(line for line in ax.lines if line.get_gid() == "drop-mark")
+    assert list(drop_mark.get_xdata()) == [1]
+    assert list(drop_mark.get_ydata()) == pytest.approx([3.0])
+
+
 def test_sequence_max_events_cut() -> None:
     ax = draw_sequence(sample_trace(), max_events=3)
     assert gids(ax.patches).count("deliver") == 1

@@ -29,6 +29,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from .trace_events import (
+    DROP_CRASHED,
     Crash,
     Deliver,
     Drop,
@@ -153,7 +154,8 @@ def draw_sequence(
       labelled with the message type (the label's gid is ``label``);
     - ``drop``: an arrow from (source, send time) that stops halfway to the
       destination, at the drop time, and ends in an x (gid ``drop-mark``),
-      labelled like a delivery;
+      labelled like a delivery. A message dropped because the destination had
+      crashed reaches the destination's line before its x;
     - ``duplicate``: a ``2x`` mark at the sender when the network copied a message;
     - ``timer``: a small circle on the node's line, and ``crash`` / ``restart``:
       a large x and a triangle.
@@ -226,7 +228,10 @@ def _draw_event(
     elif isinstance(event, Drop):
         # A drop recorded without its Send (a cut trace) starts at the drop time.
         start = (x_source, sent_at.get(event.message_id, event.time_s) * 1000)
-        end = ((x_source + x_dest) / 2, event.time_s * 1000)
+        # A message lost because its destination was down did reach the
+        # destination, so its arrow goes all the way; a lost one stops halfway.
+        x_end = x_dest if event.reason == DROP_CRASHED else (x_source + x_dest) / 2
+        end = (x_end, event.time_s * 1000)
         _arrow(ax, start, end, _DROP_COLOUR, "drop")
         _label(ax, start, end, event.message_type, _DROP_COLOUR)
         ax.plot([end[0]], [end[1]], marker="x", markersize=9, markeredgewidth=2,
