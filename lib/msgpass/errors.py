@@ -193,7 +193,7 @@ class MissingHandler(MessagingError, AttributeError):
     def __init__(self, node_id: str, node_class: str, what: str, method_names: list[str]) -> None:
         self.node_id = node_id
         self.method_names = method_names
-        expected = " or ".join(f"{name}()" for name in method_names)
+        expected = " or ".join(method_names)
         super().__init__(
             f"node {node_id!r} ({node_class}) has no handler for {what}; "
             f"define {expected} on {node_class}"

@@ -45,7 +45,7 @@ import math
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import EventLimitExceeded, SimulationError
 from .node import Node, TimerHandle, derive_node_seed, message_size_bytes
@@ -83,6 +83,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+NodeT = TypeVar("NodeT", bound=Node)
 
 DEFAULT_MAX_EVENTS = 1_000_000  # per call of run(); a runaway run stops within seconds
 
@@ -182,20 +184,21 @@ class Simulation:
         self._timer_owner: dict[int, str] = {}  # armed timer id -> node id
         self._timers_by_node: dict[str, set[int]] = {}
         self._next_timer_id = 0
-        self._next_message_id = 0
 
         self._events = 0
         self._sent = 0
-        self._delivered = 0
         self._dropped: dict[str, int] = {}
         self._duplicated = 0
         self._timers_fired = 0
         self._latencies: list[float] = []
         self._stop_reason = "not run"
+        # (node class, message class) -> the function that handles it, so that
+        # a delivery skips building the method name and looking it up.
+        self._handlers: dict[str, dict[type, Callable[[Any, str, Any], None]]] = {}
 
     # -- building the network --------------------------------------------
 
-    def add_node(self, node: Node) -> Node:
+    def add_node(self, node: NodeT) -> NodeT:
         """Add ``node`` to the network and schedule its ``on_start`` at the current time.
 
         Raises ``SimulationError`` if a node with the same id was added before.
@@ -207,6 +210,7 @@ class Simulation:
             raise SimulationError(f"a node with id {node.node_id!r} was already added")
         self._nodes[node.node_id] = node
         self._timers_by_node[node.node_id] = set()
+        self._handlers[node.node_id] = {}
         node.attach(self._runtime, derive_node_seed(self.seed, node.node_id))
         self._push(self._now, _CALL, self._start_node, (node.node_id,))
         return node
@@ -237,9 +241,9 @@ class Simulation:
         for pair in pairs:
             link = self._links.get(pair)
             if link is None:
-                self._links[pair] = _LinkState(config)
+                self._links[pair] = _LinkState(config, self._rng)
             else:
-                link.config = config
+                link.configure(config, self._rng)
 
     def link(self, a: str, b: str) -> LinkConfig:
         """Return the configuration of the link from ``a`` to ``b``."""
@@ -372,6 +376,8 @@ class Simulation:
         crashed = self._crashed
         latencies = self._latencies
         trace = self.trace
+        handlers = self._handlers
+        timer_owner = self._timer_owner
         limit = self._events + self.max_events
         stop_at = math.inf if until_s is None else until_s
         stop_reason = "idle"
@@ -385,27 +391,32 @@ class Simulation:
             if self._events >= limit:
                 raise EventLimitExceeded(self.max_events, self._now)
             pop(queue)
+            kind = event[2]
+            if kind == _TIMER and event[3] not in timer_owner:
+                continue  # cancelled: it neither counts as an event nor moves the clock
             self._events += 1
             self._now = time_s
-            kind = event[2]
 
             if kind == _DELIVER:
                 _, _, _, message_id, source, dest, message, sent_at_s = event
-                if (source, dest) in cut:
+                if cut and (source, dest) in cut:
                     self._drop(message_id, source, dest, message, DROP_PARTITION)
-                elif dest in crashed:
+                elif crashed and dest in crashed:
                     self._drop(message_id, source, dest, message, DROP_CRASHED)
                 else:
-                    self._delivered += 1
-                    latencies.append(time_s - sent_at_s)
+                    latencies.append(time_s - sent_at_s)  # its length counts deliveries
                     if trace is not None:
                         trace.record(
                             Deliver(
                                 time_s, source, dest, type(message).__name__, message_id, sent_at_s
                             )
                         )
+                    node = nodes[dest]
+                    handler = handlers[dest].get(message.__class__)
+                    if handler is None:
+                        handler = self._find_handler(node, message)
                     try:
-                        nodes[dest].dispatch(source, message)
+                        handler(node, source, message)
                     except Exception as error:
                         error.add_note(
                             f"while node {dest!r} handled {type(message).__name__} "
@@ -442,7 +453,7 @@ class Simulation:
             now_s=self._now,
             events=self._events,
             sent=self._sent,
-            delivered=self._delivered,
+            delivered=len(self._latencies),
             dropped_by_reason=dict(self._dropped),
             duplicated=self._duplicated,
             timers_fired=self._timers_fired,
@@ -468,19 +479,19 @@ class Simulation:
         return self._now
 
     def _send(self, source: str, dest: str, message: object) -> None:
-        if dest not in self._nodes:
-            raise SimulationError(
-                f"node {source!r} sent {type(message).__name__} to unknown node {dest!r}; "
-                f"known nodes: {sorted(self._nodes)}"
-            )
-        now = self._now
-        self._sent += 1
-        self._next_message_id += 1
-        message_id = self._next_message_id
         pair = (source, dest)
         link = self._links.get(pair)
         if link is None:
-            link = self._links[pair] = _LinkState(self.default_link)
+            # Links are created on first use, so an unknown dest is caught here.
+            if dest not in self._nodes:
+                raise SimulationError(
+                    f"node {source!r} sent {type(message).__name__} to unknown node {dest!r}; "
+                    f"known nodes: {sorted(self._nodes)}"
+                )
+            link = self._links[pair] = _LinkState(self.default_link, self._rng)
+        now = self._now
+        self._sent += 1
+        message_id = self._sent  # every send gets the next id, even one dropped at once
         config = link.config
         trace = self.trace
 
@@ -490,10 +501,10 @@ class Simulation:
         if trace is not None:
             trace.record(Send(now, source, dest, type(message).__name__, message_id, size_bytes))
 
-        if source in self._crashed:
+        if self._crashed and source in self._crashed:
             self._drop(message_id, source, dest, message, DROP_CRASHED)
             return
-        if pair in self._cut:
+        if self._cut and pair in self._cut:
             self._drop(message_id, source, dest, message, DROP_PARTITION)
             return
 
@@ -504,6 +515,19 @@ class Simulation:
             start_s = max(now, link.transmit_free_at_s)
             departs_s = start_s + size_bytes / config.bandwidth_bytes_per_s
             link.transmit_free_at_s = departs_s
+
+        if link.fault_free:
+            # The fast path of a fault-free link: draw the latency, keep FIFO order, schedule.
+            arrives_s = departs_s + link.sample_latency()
+            if arrives_s < link.last_arrival_s:
+                arrives_s = link.last_arrival_s
+            link.last_arrival_s = arrives_s
+            self._seq += 1
+            heapq.heappush(
+                self._queue,
+                (arrives_s, self._seq, _DELIVER, message_id, source, dest, message, now),
+            )
+            return
 
         self._propagate(link, message_id, source, dest, message, now, departs_s)
         if config.duplicate and self._rng.random() < config.duplicate:
@@ -529,7 +553,7 @@ class Simulation:
         """
         config = link.config
         rng = self._rng
-        arrives_s = departs_s + config.latency.sample(rng)
+        arrives_s = departs_s + link.sample_latency()
         if config.loss and rng.random() < config.loss:
             self._push(arrives_s, _LOSS, message_id, source, dest, message, sent_at_s)
             return
@@ -626,6 +650,20 @@ class Simulation:
         self._nodes[node_id].on_restart()
 
     # -- helpers -------------------------------------------------------------
+
+    def _find_handler(self, node: Node, message: object) -> Callable[[Any, str, Any], None]:
+        """Return the function that delivers ``message`` to ``node``, and cache it.
+
+        It is the class's ``on_<Type>`` method, looked up on the class rather than
+        the instance. A class that overrides ``dispatch``, or has no handler for the
+        type, gets its ``dispatch`` (which raises ``MissingHandler`` in the second case).
+        """
+        node_class = node.__class__
+        function = node_class.dispatch
+        if function is Node.dispatch:
+            function = getattr(node_class, "on_" + message.__class__.__name__, function)
+        self._handlers[node.node_id][message.__class__] = function
+        return function
 
     def _require_node(self, node_id: str) -> None:
         if node_id not in self._nodes:

@@ -28,8 +28,11 @@ paths. These draws are independent per message, the textbook simplification.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -66,6 +69,14 @@ class Latency:
         """Return the distribution's mean delay in seconds."""
         raise NotImplementedError
 
+    def sampler(self, rng: random.Random) -> Callable[[], float]:
+        """Return a function of no arguments that draws like ``sample(rng)``.
+
+        The simulator calls it once per message, so subclasses return the
+        cheapest callable that makes the same draws from ``rng``.
+        """
+        return functools.partial(self.sample, rng)
+
 
 @dataclass(frozen=True)
 class Constant(Latency):
@@ -78,6 +89,9 @@ class Constant(Latency):
 
     def sample(self, rng: random.Random) -> float:
         return self.delay_s
+
+    def sampler(self, rng: random.Random) -> Callable[[], float]:
+        return itertools.repeat(self.delay_s).__next__  # returns delay_s on every call
 
     def mean(self) -> float:
         return self.delay_s
@@ -124,6 +138,9 @@ class Exponential(Latency):
 
     def sample(self, rng: random.Random) -> float:
         return rng.expovariate(self._rate)
+
+    def sampler(self, rng: random.Random) -> Callable[[], float]:
+        return functools.partial(rng.expovariate, self._rate)
 
     def mean(self) -> float:
         return self.mean_s
@@ -195,9 +212,14 @@ class LinkConfig:
 class _LinkState:
     """The mutable side of one link direction: its config and its FIFO bookkeeping."""
 
-    __slots__ = ("config", "transmit_free_at_s", "last_arrival_s")
+    __slots__ = ("config", "fault_free", "sample_latency", "transmit_free_at_s", "last_arrival_s")
 
-    def __init__(self, config: LinkConfig) -> None:
-        self.config = config
+    def __init__(self, config: LinkConfig, rng: random.Random) -> None:
         self.transmit_free_at_s = 0.0  # when the sender's end finishes its queued transmissions
         self.last_arrival_s = 0.0  # latest in-order arrival, which keeps the link FIFO
+        self.configure(config, rng)
+
+    def configure(self, config: LinkConfig, rng: random.Random) -> None:
+        self.config = config
+        self.fault_free = not (config.loss or config.duplicate or config.reorder)
+        self.sample_latency = config.latency.sampler(rng)
