@@ -25,5 +25,12 @@ book: env
 test: env
 	$(BIN)/python -m pytest tests labs --nbval-lax
 
+# Write the student edition of every lab into student/. Notebooks a learner
+# has already edited there are kept; the tool lists them and says how to replace them.
+student: env
+	$(BIN)/python -m msgpass.exercises.student_edition --out student
+
+# Remove the built site and its notebook cache. student/ holds the learner's
+# own work and is never removed here.
 clean:
-	rm -rf _build student
+	rm -rf _build
