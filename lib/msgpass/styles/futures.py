@@ -147,8 +147,10 @@ class ExecutorLookup:
         return f"<ExecutorLookup {state} -> {self.host}:{self.port}, {connections} connections>"
 
 
-def result_within(future: Future[T], timeout_s: float, what: str) -> T:
+def result_within(future: Future[T], timeout_s: float, operation: str) -> T:
     """Return ``future.result(timeout=timeout_s)``, raising ``MessagingTimeout`` on timeout.
+
+    ``operation`` names the awaited work in the error message, for example "step 1".
 
     The future is cancelled on timeout. That takes effect only if it is
     still queued. A running one finishes and its result is dropped.
@@ -159,7 +161,7 @@ def result_within(future: Future[T], timeout_s: float, what: str) -> T:
         if isinstance(error, MessagingTimeout):
             raise  # the worker's own timeout, already a library error
         future.cancel()
-        raise MessagingTimeout(f"{what} got no result within {timeout_s} s") from error
+        raise MessagingTimeout(f"{operation} got no result within {timeout_s} s") from error
 
 
 def fetch_balance_with_executor(lookup: ExecutorLookup, user: str, *, timeout_s: float) -> str:
@@ -239,14 +241,21 @@ def _settle(
 
 
 def fetch_balances_wait(
-    lookup: ExecutorLookup, users: Iterable[str], *, timeout_s: float
+    lookup: ExecutorLookup,
+    users: Iterable[str],
+    *,
+    timeout_s: float,
+    step_timeout_s: float | None = None,
 ) -> dict[str, str | BaseException]:
     """Fan out: start every user's task, then ``wait`` up to ``timeout_s`` seconds for all.
 
     Returns each user's balance or exception. A task unfinished at the
-    deadline is cancelled and reported as ``MessagingTimeout``.
+    deadline is cancelled and reported as ``MessagingTimeout``. Each step
+    has its own ``step_timeout_s``, by default the lookup's ``timeout_s``.
     """
-    futures = {fetch_balance_chained(lookup, user, timeout_s=timeout_s): user for user in users}
+    futures = {
+        fetch_balance_chained(lookup, user, timeout_s=step_timeout_s): user for user in users
+    }
     done, not_done = concurrent.futures.wait(futures, timeout=timeout_s)
     results: dict[str, str | BaseException] = {}
     for future in done:
@@ -261,14 +270,21 @@ def fetch_balances_wait(
 
 
 def fetch_balances_as_completed(
-    lookup: ExecutorLookup, users: Iterable[str], *, timeout_s: float
+    lookup: ExecutorLookup,
+    users: Iterable[str],
+    *,
+    timeout_s: float,
+    step_timeout_s: float | None = None,
 ) -> Iterator[tuple[str, str | BaseException]]:
     """Fan out and yield ``(user, balance or exception)`` in the order the tasks finish.
 
     Raises ``MessagingTimeout`` if some task is still unfinished after
     ``timeout_s`` seconds in total. The unfinished tasks are cancelled first.
+    Each step has its own ``step_timeout_s``, by default the lookup's ``timeout_s``.
     """
-    futures = {fetch_balance_chained(lookup, user, timeout_s=timeout_s): user for user in users}
+    futures = {
+        fetch_balance_chained(lookup, user, timeout_s=step_timeout_s): user for user in users
+    }
     try:
         for future in concurrent.futures.as_completed(futures, timeout=timeout_s):
             error = future.exception()
