@@ -23,6 +23,7 @@ from .errors import (
     MessagingTimeout,
     PayloadTooLarge,
     ProtocolError,
+    RemoteError,
     RequestFailed,
 )
 
@@ -36,6 +37,7 @@ __all__ = [
     "MessagingTimeout",
     "PayloadTooLarge",
     "ProtocolError",
+    "RemoteError",
     "RequestFailed",
 ]
 
