@@ -116,6 +116,31 @@ class Runtime(Protocol):
         ...
 
 
+class _Unattached:
+    """The runtime of a node that no runtime has attached yet: every call explains that."""
+
+    def _fail(self) -> SimulationError:
+        return SimulationError(
+            "this node is not attached to a runtime; add it to a Simulation "
+            "(sim.add_node(node)) or a real runtime before it sends, sets timers or reads now()"
+        )
+
+    def now(self) -> float:
+        raise self._fail()
+
+    def send(self, source: str, dest: str, message: object) -> None:
+        raise self._fail()
+
+    def set_timer(self, node_id: str, delay_s: float, name: str) -> TimerHandle:
+        raise self._fail()
+
+    def cancel_timer(self, handle: TimerHandle) -> None:
+        raise self._fail()
+
+
+_UNATTACHED = _Unattached()
+
+
 class _NodeLogAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
     """Prefix each log line with the runtime's time and the node id."""
 
@@ -127,7 +152,7 @@ class _NodeLogAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
         node = self._node
-        now = node._runtime.now() if node._runtime is not None else 0.0
+        now = node._runtime.now() if node._runtime is not _UNATTACHED else 0.0
         return f"[t={now:.6f} {node.node_id}] {msg}", kwargs
 
 
@@ -157,7 +182,7 @@ class Node:
         self.node_id = node_id
         self.random = random.Random(derive_node_seed(0, node_id))
         self.log: logging.LoggerAdapter = _NodeLogAdapter(self)  # type: ignore[type-arg]
-        self._runtime: Runtime | None = None
+        self._runtime: Runtime = _UNATTACHED
         self._operations = 0
 
     # -- wiring, called by runtimes ----------------------------------------
@@ -198,22 +223,19 @@ class Node:
 
     def send(self, dest: str, message: object) -> None:
         """Send ``message`` to node ``dest``. Returns at once; delivery is up to the network."""
-        runtime = self._runtime
-        if runtime is None:
-            runtime = self._require_runtime()  # raises the explanatory error
-        runtime.send(self.node_id, dest, message)
+        self._runtime.send(self.node_id, dest, message)
 
     def set_timer(self, delay_s: float, name: str) -> TimerHandle:
         """Arm a timer that calls this node's timer handler for ``name`` after ``delay_s`` s."""
-        return self._require_runtime().set_timer(self.node_id, delay_s, name)
+        return self._runtime.set_timer(self.node_id, delay_s, name)
 
     def cancel_timer(self, handle: TimerHandle) -> None:
         """Disarm a timer set by ``set_timer``; a timer that already fired is ignored."""
-        self._require_runtime().cancel_timer(handle)
+        self._runtime.cancel_timer(handle)
 
     def now(self) -> float:
         """Return the runtime's current time in seconds."""
-        return self._require_runtime().now()
+        return self._runtime.now()
 
     def count_operation(self, count: int = 1) -> None:
         """Count ``count`` completed client operations for the messages-per-operation figure."""
@@ -268,14 +290,6 @@ class Node:
         fields = ", ".join(f"{key}={value!r}" for key, value in self.state().items())
         return f"{type(self).__name__}({self.node_id!r}{', ' if fields else ''}{fields})"
 
-    def _require_runtime(self) -> Runtime:
-        runtime = self._runtime
-        if runtime is None:
-            raise SimulationError(
-                f"node {self.node_id!r} is not attached to a runtime; add it to a "
-                f"Simulation (sim.add_node(node)) or a real runtime before it sends or sets timers"
-            )
-        return runtime
 
 
 def message_type_name(message: object) -> str:

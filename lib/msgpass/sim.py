@@ -168,7 +168,7 @@ class Simulation:
             raise ValueError(f"invalid max_events={max_events}: expected at least 1")
         self.seed = seed
         self.default_link = default_link if default_link is not None else LinkConfig()
-        self.trace = trace
+        self._trace = trace
         self.max_events = max_events
 
         self._rng = random.Random(seed)
@@ -192,9 +192,11 @@ class Simulation:
         self._timers_fired = 0
         self._latencies: list[float] = []
         self._stop_reason = "not run"
+        # True while no trace, crash or partition can affect a send (see _send).
+        self._quiet = trace is None
         # (node class, message class) -> the function that handles it, so that
         # a delivery skips building the method name and looking it up.
-        self._handlers: dict[str, dict[type, Callable[[Any, str, Any], None]]] = {}
+        self._handlers: dict[str, dict[type, Callable[[str, Any], None]]] = {}
 
     # -- building the network --------------------------------------------
 
@@ -224,6 +226,16 @@ class Simulation:
     def now(self) -> float:
         """The simulated time in seconds."""
         return self._now
+
+    @property
+    def trace(self) -> Trace | None:
+        """The recorder that receives every event, or ``None``; may be replaced between runs."""
+        return self._trace
+
+    @trace.setter
+    def trace(self, trace: Trace | None) -> None:
+        self._trace = trace
+        self._update_quiet()
 
     @property
     def runtime(self) -> _SimulationRuntime:
@@ -269,9 +281,9 @@ class Simulation:
         """
         pairs = self._pairs(group_a, group_b, one_way)
         if at_s is not None:
-            self.schedule(at_s, self._cut.update, pairs)
+            self.schedule(at_s, self._cut_links, pairs)
             return
-        self._cut.update(pairs)
+        self._cut_links(pairs)
 
     def heal(
         self,
@@ -288,17 +300,17 @@ class Simulation:
         """
         if group_a is None and group_b is None:
             if at_s is not None:
-                self.schedule(at_s, self._cut.clear)
+                self.schedule(at_s, self._heal_links, None)
             else:
-                self._cut.clear()
+                self._heal_links(None)
             return
         if group_a is None or group_b is None:
             raise ValueError("heal needs both groups, or neither to heal every partition")
         pairs = self._pairs(group_a, group_b, one_way)
         if at_s is not None:
-            self.schedule(at_s, self._cut.difference_update, pairs)
+            self.schedule(at_s, self._heal_links, pairs)
             return
-        self._cut.difference_update(pairs)
+        self._heal_links(pairs)
 
     def is_cut(self, source: str, dest: str) -> bool:
         """Return whether a partition currently cuts the link from ``source`` to ``dest``."""
@@ -371,11 +383,10 @@ class Simulation:
 
         queue = self._queue
         pop = heapq.heappop
-        nodes = self._nodes
         cut = self._cut
         crashed = self._crashed
         latencies = self._latencies
-        trace = self.trace
+        trace = self._trace
         handlers = self._handlers
         timer_owner = self._timer_owner
         limit = self._events + self.max_events
@@ -383,21 +394,19 @@ class Simulation:
         stop_reason = "idle"
 
         while queue:
-            event = queue[0]
+            event = pop(queue)
             time_s = event[0]
-            if time_s > stop_at:
-                stop_reason = "until_s"
-                break
-            if self._events >= limit:
+            if time_s > stop_at or self._events >= limit:
+                heapq.heappush(queue, event)  # not processed: put it back for a later run
+                if time_s > stop_at:
+                    stop_reason = "until_s"
+                    break
                 raise EventLimitExceeded(self.max_events, self._now)
-            pop(queue)
             kind = event[2]
-            if kind == _TIMER and event[3] not in timer_owner:
-                continue  # cancelled: it neither counts as an event nor moves the clock
-            self._events += 1
-            self._now = time_s
 
             if kind == _DELIVER:
+                self._events += 1
+                self._now = time_s
                 _, _, _, message_id, source, dest, message, sent_at_s = event
                 if cut and (source, dest) in cut:
                     self._drop(message_id, source, dest, message, DROP_PARTITION)
@@ -411,12 +420,11 @@ class Simulation:
                                 time_s, source, dest, type(message).__name__, message_id, sent_at_s
                             )
                         )
-                    node = nodes[dest]
                     handler = handlers[dest].get(message.__class__)
                     if handler is None:
-                        handler = self._find_handler(node, message)
+                        handler = self._find_handler(dest, message)
                     try:
-                        handler(node, source, message)
+                        handler(source, message)
                     except Exception as error:
                         error.add_note(
                             f"while node {dest!r} handled {type(message).__name__} "
@@ -424,11 +432,18 @@ class Simulation:
                         )
                         raise
             elif kind == _TIMER:
+                if event[3] not in timer_owner:
+                    continue  # cancelled: it neither counts as an event nor moves the clock
+                self._events += 1
+                self._now = time_s
                 self._fire_timer(event[3], event[4], event[5])
-            elif kind == _LOSS:
-                self._drop(event[3], event[4], event[5], event[6], DROP_LOSS)
             else:
-                event[3](*event[4])
+                self._events += 1
+                self._now = time_s
+                if kind == _LOSS:
+                    self._drop(event[3], event[4], event[5], event[6], DROP_LOSS)
+                else:
+                    event[3](*event[4])
 
             if until is not None and until():
                 stop_reason = "until"
@@ -479,21 +494,42 @@ class Simulation:
         return self._now
 
     def _send(self, source: str, dest: str, message: object) -> None:
-        pair = (source, dest)
-        link = self._links.get(pair)
+        link = self._links.get((source, dest))
         if link is None:
-            # Links are created on first use, so an unknown dest is caught here.
-            if dest not in self._nodes:
-                raise SimulationError(
-                    f"node {source!r} sent {type(message).__name__} to unknown node {dest!r}; "
-                    f"known nodes: {sorted(self._nodes)}"
-                )
-            link = self._links[pair] = _LinkState(self.default_link, self._rng)
+            link = self._create_link(source, dest, message)
+        self._sent += 1  # every send gets the next id, even one dropped at once
+
+        if link.plain and self._quiet:
+            # The fast path: nothing to record, nothing to drop, no bandwidth
+            # limit. It makes the same draw as the general path below would.
+            now = self._now
+            arrives_s = now + link.sample_latency()
+            if arrives_s < link.last_arrival_s:
+                arrives_s = link.last_arrival_s  # FIFO: never before an earlier message
+            link.last_arrival_s = arrives_s
+            self._seq += 1
+            heapq.heappush(
+                self._queue,
+                (arrives_s, self._seq, _DELIVER, self._sent, source, dest, message, now),
+            )
+            return
+        self._send_general(link, source, dest, message)
+
+    def _create_link(self, source: str, dest: str, message: object) -> _LinkState:
+        # Links are created on first use, so an unknown dest is caught here.
+        if dest not in self._nodes:
+            raise SimulationError(
+                f"node {source!r} sent {type(message).__name__} to unknown node {dest!r}; "
+                f"known nodes: {sorted(self._nodes)}"
+            )
+        link = self._links[(source, dest)] = _LinkState(self.default_link, self._rng)
+        return link
+
+    def _send_general(self, link: _LinkState, source: str, dest: str, message: object) -> None:
         now = self._now
-        self._sent += 1
-        message_id = self._sent  # every send gets the next id, even one dropped at once
+        message_id = self._sent
         config = link.config
-        trace = self.trace
+        trace = self._trace
 
         size_bytes = 0
         if trace is not None or config.bandwidth_bytes_per_s is not None:
@@ -504,7 +540,7 @@ class Simulation:
         if self._crashed and source in self._crashed:
             self._drop(message_id, source, dest, message, DROP_CRASHED)
             return
-        if self._cut and pair in self._cut:
+        if self._cut and (source, dest) in self._cut:
             self._drop(message_id, source, dest, message, DROP_PARTITION)
             return
 
@@ -515,19 +551,6 @@ class Simulation:
             start_s = max(now, link.transmit_free_at_s)
             departs_s = start_s + size_bytes / config.bandwidth_bytes_per_s
             link.transmit_free_at_s = departs_s
-
-        if link.fault_free:
-            # The fast path of a fault-free link: draw the latency, keep FIFO order, schedule.
-            arrives_s = departs_s + link.sample_latency()
-            if arrives_s < link.last_arrival_s:
-                arrives_s = link.last_arrival_s
-            link.last_arrival_s = arrives_s
-            self._seq += 1
-            heapq.heappush(
-                self._queue,
-                (arrives_s, self._seq, _DELIVER, message_id, source, dest, message, now),
-            )
-            return
 
         self._propagate(link, message_id, source, dest, message, now, departs_s)
         if config.duplicate and self._rng.random() < config.duplicate:
@@ -603,8 +626,8 @@ class Simulation:
 
     def _drop(self, message_id: int, source: str, dest: str, message: object, reason: str) -> None:
         self._dropped[reason] = self._dropped.get(reason, 0) + 1
-        if self.trace is not None:
-            self.trace.record(
+        if self._trace is not None:
+            self._trace.record(
                 Drop(self._now, source, dest, type(message).__name__, message_id, reason)
             )
 
@@ -613,8 +636,8 @@ class Simulation:
             return  # cancelled, or cleared by a crash
         self._timers_by_node[node_id].discard(timer_id)
         self._timers_fired += 1
-        if self.trace is not None:
-            self.trace.record(TimerFired(self._now, node_id, name))
+        if self._trace is not None:
+            self._trace.record(TimerFired(self._now, node_id, name))
         try:
             self._nodes[node_id].fire_timer(name)
         except Exception as error:
@@ -632,11 +655,12 @@ class Simulation:
         if node_id in self._crashed:
             raise SimulationError(f"cannot crash node {node_id!r}: it is already crashed")
         self._crashed.add(node_id)
+        self._update_quiet()
         for timer_id in self._timers_by_node[node_id]:
             self._timer_owner.pop(timer_id, None)
         self._timers_by_node[node_id].clear()
-        if self.trace is not None:
-            self.trace.record(Crash(self._now, node_id))
+        if self._trace is not None:
+            self._trace.record(Crash(self._now, node_id))
         log.debug("[t=%.6f] node %s crashed", self._now, node_id)
         self._nodes[node_id].on_crash()
 
@@ -644,26 +668,43 @@ class Simulation:
         if node_id not in self._crashed:
             raise SimulationError(f"cannot restart node {node_id!r}: it is not crashed")
         self._crashed.discard(node_id)
-        if self.trace is not None:
-            self.trace.record(Restart(self._now, node_id))
+        self._update_quiet()
+        if self._trace is not None:
+            self._trace.record(Restart(self._now, node_id))
         log.debug("[t=%.6f] node %s restarted", self._now, node_id)
         self._nodes[node_id].on_restart()
 
     # -- helpers -------------------------------------------------------------
 
-    def _find_handler(self, node: Node, message: object) -> Callable[[Any, str, Any], None]:
-        """Return the function that delivers ``message`` to ``node``, and cache it.
+    def _cut_links(self, pairs: set[tuple[str, str]]) -> None:
+        self._cut.update(pairs)
+        self._update_quiet()
 
-        It is the class's ``on_<Type>`` method, looked up on the class rather than
-        the instance. A class that overrides ``dispatch``, or has no handler for the
-        type, gets its ``dispatch`` (which raises ``MissingHandler`` in the second case).
+    def _heal_links(self, pairs: set[tuple[str, str]] | None) -> None:
+        if pairs is None:
+            self._cut.clear()
+        else:
+            self._cut.difference_update(pairs)
+        self._update_quiet()
+
+    def _update_quiet(self) -> None:
+        self._quiet = self._trace is None and not self._crashed and not self._cut
+
+    def _find_handler(self, node_id: str, message: object) -> Callable[[str, Any], None]:
+        """Return the bound method that delivers ``message`` to node ``node_id``, and cache it.
+
+        It is the node's ``on_<Type>`` method, as ``Node.dispatch`` would find it.
+        A node whose class overrides ``dispatch``, or has no handler for the type,
+        gets its ``dispatch`` (which raises ``MissingHandler`` in the second case).
+        The cache is per node and message class, so replacing a handler on the
+        instance after its first message has no effect.
         """
-        node_class = node.__class__
-        function = node_class.dispatch
-        if function is Node.dispatch:
-            function = getattr(node_class, "on_" + message.__class__.__name__, function)
-        self._handlers[node.node_id][message.__class__] = function
-        return function
+        node = self._nodes[node_id]
+        handler: Callable[[str, Any], None] = node.dispatch
+        if type(node).dispatch is Node.dispatch:
+            handler = getattr(node, "on_" + message.__class__.__name__, handler)
+        self._handlers[node_id][message.__class__] = handler
+        return handler
 
     def _require_node(self, node_id: str) -> None:
         if node_id not in self._nodes:

@@ -212,7 +212,7 @@ class LinkConfig:
 class _LinkState:
     """The mutable side of one link direction: its config and its FIFO bookkeeping."""
 
-    __slots__ = ("config", "fault_free", "sample_latency", "transmit_free_at_s", "last_arrival_s")
+    __slots__ = ("config", "plain", "sample_latency", "transmit_free_at_s", "last_arrival_s")
 
     def __init__(self, config: LinkConfig, rng: random.Random) -> None:
         self.transmit_free_at_s = 0.0  # when the sender's end finishes its queued transmissions
@@ -221,5 +221,8 @@ class _LinkState:
 
     def configure(self, config: LinkConfig, rng: random.Random) -> None:
         self.config = config
-        self.fault_free = not (config.loss or config.duplicate or config.reorder)
+        # No random faults and no bandwidth limit: the simulator's fast path applies.
+        self.plain = config.bandwidth_bytes_per_s is None and not (
+            config.loss or config.duplicate or config.reorder
+        )
         self.sample_latency = config.latency.sampler(rng)
