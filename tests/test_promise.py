@@ -22,6 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from msgpass.errors import InvalidStateError, MessagingTimeout
+from msgpass.styles import dispatcher as dispatcher_module
+from msgpass.styles import promise as promise_module
 from msgpass.styles.promise import (
     FULFILLED,
     PENDING,
@@ -597,7 +599,7 @@ def test_dispatcher_logs_failing_callback(
         raise RuntimeError("callback bug")
 
     promise = Promise.resolve(1, dispatcher=dispatcher)
-    with caplog.at_level(logging.ERROR, logger="msgpass.styles.promise"):
+    with caplog.at_level(logging.ERROR, logger="msgpass.styles.dispatcher"):
         promise.add_done_callback(fail)
         assert promise.then(lambda value: value + 1).result(TIMEOUT_S) == 2
 
@@ -638,6 +640,12 @@ def test_dispatcher_close_drains_queue() -> None:
     assert "closed" in repr(closing)
     with pytest.raises(RuntimeError, match="closed"):
         closing.call_soon(ran.append, 5)
+
+
+def test_dispatcher_names_reexported_by_promise() -> None:
+    assert promise_module.Dispatcher is dispatcher_module.Dispatcher
+    assert promise_module.default_dispatcher is dispatcher_module.default_dispatcher
+    assert promise_module.DISPATCHER_IDLE_EXIT_S == dispatcher_module.DISPATCHER_IDLE_EXIT_S
 
 
 def test_dispatcher_rejects_invalid_idle_exit() -> None:
