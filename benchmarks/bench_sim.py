@@ -9,10 +9,10 @@ never arrives before one sent earlier on the same link). There are no faults,
 so every message sent is delivered and the run ends idle after exactly
 ``deliveries`` deliveries.
 
-The SimPy version is written the way SimPy's documentation models a network
-link with latency: one process per node waiting on a ``simpy.Store`` inbox,
-and one short process per message in transit that waits for the latency and
-then puts the message into the inbox. Both versions draw peers and latencies
+The SimPy version follows the way SimPy's documentation models a network
+link with latency. One process per node waits on a ``simpy.Store`` inbox,
+and one short process per message in transit waits for the latency and then
+puts the message into the inbox. Both versions draw peers and latencies
 from seeded ``random.Random`` generators and enforce the same FIFO rule.
 
 Each repetition runs every simulator once, in turn, in this process. The
@@ -64,7 +64,7 @@ class Token:
 
 @dataclass(frozen=True)
 class RunResult:
-    """What one simulator run did, and how long it took on the wall clock."""
+    """The outcome of one simulator run: deliveries, wall-clock time and simulated time."""
 
     deliveries: int
     wall_s: float
@@ -239,8 +239,8 @@ def median_rate(runs: list[RunResult]) -> float:
 def paired_ratio(results: dict[str, list[RunResult]]) -> float:
     """Return the median over repetitions of msgpass's rate divided by SimPy's in the same one.
 
-    Pairing runs that ran seconds apart cancels most of the drift in machine
-    load, which moves both rates together.
+    The runs of one repetition follow each other within seconds, so a change
+    in machine load tends to slow both rates of a pair alike.
     """
     pairs = zip(results[OURS], results[REFERENCE], strict=True)
     return statistics.median(

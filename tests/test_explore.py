@@ -111,6 +111,9 @@ def test_violation_trace_records_path() -> None:
         "Ack",
         "Ack",
     ]
+    # The explorer has no clock: times are step numbers, and both copies were sent at step 0.
+    assert [event.sent_at_s for event in result.trace.filter(Deliver)] == [0.0, 0.0]
+    assert [event.time_s for event in result.trace.filter(Deliver)] == [2.0, 3.0]
     assert "3 steps" in result.format()
 
 
@@ -126,6 +129,7 @@ def test_dedup_counter_exhausts_without_violation() -> None:
     assert result.ok, result.format()
     assert result.exhausted
     assert result.states_explored > 10
+    assert "no violation found" in result.format()
 
 
 def test_naive_counter_safe_without_duplicates() -> None:

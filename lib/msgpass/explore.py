@@ -32,8 +32,8 @@ Requirements on the nodes:
   Values of other types are compared by ``repr``, so such an attribute needs a
   ``repr`` that shows its whole value.
 - ``now()`` returns the number of steps taken so far, because the explorer has
-  no clock. Node code that reads ``now()`` to decide something sees a
-  different value than in a simulation.
+  no clock. Node code that decides something from ``now()`` therefore gets
+  different values than in a simulation.
 
 Left out on purpose: crashes, partitions and link latency (a partition is
 explored by dropping messages), partial-order reduction and symmetry
@@ -129,10 +129,15 @@ class ExplorationResult:
 
     def format(self) -> str:
         """Return a short text report: the counts and, if any, the numbered violating steps."""
+        if self.violation is not None:
+            outcome = "stopped at the first violation"
+        elif self.exhausted:
+            outcome = "exhausted"
+        else:
+            outcome = "NOT exhausted: the depth or state bound cut paths short"
         lines = [
             f"explored {self.states_explored} states, {self.transitions} transitions, "
-            f"depth {self.max_depth_reached}, "
-            f"{'exhausted' if self.exhausted else 'NOT exhausted (bound reached)'}"
+            f"depth {self.max_depth_reached}, {outcome}"
         ]
         if self.violation is None:
             lines.append("no violation found")
@@ -154,7 +159,8 @@ class _World:
 
     def __init__(self, nodes: dict[str, Node]) -> None:
         self.nodes = nodes
-        self.in_flight: list[tuple[int, str, str, object]] = []  # (message id, source, dest, msg)
+        # (message id, source, dest, message, step at which it was sent)
+        self.in_flight: list[tuple[int, str, str, object, float]] = []
         self.timers: dict[int, tuple[str, str]] = {}  # timer id -> (node id, name)
         self.next_message_id = 0
         self.next_timer_id = 0
@@ -174,7 +180,7 @@ class _World:
                 f"known nodes: {sorted(self.nodes)}"
             )
         self.next_message_id += 1
-        self.in_flight.append((self.next_message_id, source, dest, message))
+        self.in_flight.append((self.next_message_id, source, dest, message, self.now()))
         if self.trace is not None:
             self.trace.record(
                 Send(
@@ -200,7 +206,7 @@ class _World:
         """Return every distinct step possible from this state, in a fixed order."""
         steps: list[Step] = []
         seen: set[Hashable] = set()
-        for _, source, dest, message in self.in_flight:
+        for _, source, dest, message, _ in self.in_flight:
             key = (source, dest, _canonical(message))
             if key in seen:
                 continue  # identical copies in flight lead to identical states
@@ -235,13 +241,13 @@ class _World:
             self.nodes[step.node_id].fire_timer(str(step.timer_name))
             return
 
-        wanted = (step.source, step.node_id, _canonical(step.message))
+        target = (step.source, step.node_id, _canonical(step.message))
         index = next(
             index
-            for index, (_, source, dest, message) in enumerate(self.in_flight)
-            if (source, dest, _canonical(message)) == wanted
+            for index, (_, source, dest, message, _) in enumerate(self.in_flight)
+            if (source, dest, _canonical(message)) == target
         )
-        message_id, source, dest, message = self.in_flight[index]
+        message_id, source, dest, message, sent_at = self.in_flight[index]
         message_type = type(message).__name__
         if step.action == DUPLICATE:
             self.duplicates_used += 1
@@ -256,7 +262,7 @@ class _World:
                 trace.record(Drop(now, source, dest, message_type, message_id, DROP_CHOSEN))
             return
         if trace is not None:
-            trace.record(Deliver(now, source, dest, message_type, message_id, now))
+            trace.record(Deliver(now, source, dest, message_type, message_id, sent_at))
         self.nodes[dest].dispatch(source, message)
 
     def key(self) -> Hashable:
@@ -265,7 +271,7 @@ class _World:
             (node_id, _canonical(node.state())) for node_id, node in sorted(self.nodes.items())
         )
         messages = [
-            (source, dest, _canonical(message)) for _, source, dest, message in self.in_flight
+            (source, dest, _canonical(message)) for _, source, dest, message, _ in self.in_flight
         ]
         in_flight = tuple(sorted(messages, key=repr))  # a multiset: order does not matter
         timers = tuple(sorted(self.timers.values()))

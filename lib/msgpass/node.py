@@ -84,7 +84,7 @@ class TimerHandle:
     """The receipt for one armed timer; pass it to ``cancel_timer`` to disarm the timer.
 
     ``timer_id`` is unique within one runtime, so two timers with the same name
-    are still told apart.
+    remain distinct.
     """
 
     node_id: str
@@ -93,7 +93,7 @@ class TimerHandle:
 
 
 class Runtime(Protocol):
-    """What a runtime offers its nodes: a clock, message sending and timers.
+    """The interface a runtime offers its nodes: a clock, message sending and timers.
 
     ``Node`` calls these with its own id. The simulator, the explorer and the
     real runtime implement them, so a node class runs unchanged on each.
@@ -278,18 +278,17 @@ class Node:
 
         The default is ``vars(self)`` without the attributes that the base
         class and the runtime own (``node_id``, ``random``, ``log``,
-        ``_runtime``, ``_operations``). ``msgpass.explore`` treats two nodes with equal ``repr`` of
-        their ``state()`` as the same state, so override this when two
-        attribute values that compare equal can have different reprs (for
-        example a set, whose repr order may vary) or when some attributes are
-        caches that should not count.
+        ``_runtime``, ``_operations``). ``msgpass.explore`` treats two nodes
+        whose ``state()`` has the same canonical form as the same state, and
+        compares values of types it does not know by ``repr``. Override this
+        method when some attributes are caches that should not count, or to
+        return values whose ``repr`` shows their whole content.
         """
         return {key: value for key, value in vars(self).items() if key not in _RUNTIME_ATTRIBUTES}
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{key}={value!r}" for key, value in self.state().items())
         return f"{type(self).__name__}({self.node_id!r}{', ' if fields else ''}{fields})"
-
 
 
 def message_type_name(message: object) -> str:

@@ -1,10 +1,10 @@
 """A deterministic simulated network: a virtual clock, seeded faults, replayable runs.
 
 Real networks make the bugs of distributed algorithms rare and unrepeatable. A
-simulator makes them common and repeatable: it owns the clock, so a ten-minute
-timeout takes no time, and it draws every latency, loss and duplication from
-one ``random.Random`` seeded by the caller, so the same seed replays the same
-run, event for event.
+simulator makes them common and repeatable. It owns the clock, so a ten-minute
+timeout takes no time. It draws every latency, loss and duplication from one
+``random.Random`` seeded by the caller, so the same seed replays the same run,
+event for event.
 
 How it works (a discrete-event simulation): a priority queue holds future
 events ordered by simulated time, and ``run`` pops them one at a time,
@@ -365,10 +365,10 @@ class Simulation:
     ) -> SimStats:
         """Process events until one of the stop conditions holds, and return ``stats()``.
 
-        The run stops when no event is left (the network is idle), when the
-        next event is later than ``until_s`` (the clock is then set to
-        ``until_s``), or as soon as ``until()`` returns true (checked before the
-        first event and after each one). It raises ``EventLimitExceeded`` if
+        The run stops in three cases. No event is left, so the network is idle.
+        The next event is later than ``until_s``, and then the clock is set to
+        ``until_s``. Or ``until()`` returns true, which is checked before the
+        first event and after each one. It raises ``EventLimitExceeded`` if
         it processes ``max_events`` events without stopping. An exception from
         a node's handler propagates, with a note naming the node and the time.
         ``run`` may be called again to continue.

@@ -45,7 +45,7 @@ __all__ = [
     "DEFAULT_LATENCY_S",
 ]
 
-DEFAULT_LATENCY_S = 0.001  # 1 ms, the order of a LAN round trip's one-way delay
+DEFAULT_LATENCY_S = 0.001  # 1 ms: a round figure between a LAN (well below) and a WAN (above)
 
 
 def _check_non_negative(name: str, value: float) -> None:
@@ -150,8 +150,8 @@ class Exponential(Latency):
 class LogNormal(Latency):
     """Delays whose logarithm is normal: median ``median_s``, spread ``sigma``.
 
-    Measured network and service latencies often look like this: a tight body
-    and a heavy right tail. The mean is ``median_s * exp(sigma**2 / 2)``.
+    A common model of latencies with a tight body and a heavy right tail. The
+    mean is ``median_s * exp(sigma**2 / 2)``.
     """
 
     median_s: float
