@@ -260,3 +260,17 @@ def test_missing_handler_propagates() -> None:
 def test_invalid_bounds_rejected() -> None:
     with pytest.raises(ValueError, match="max_depth=-1"):
         explore(lambda: [Node("a")], invariant=lambda n: True, max_depth=-1)
+
+
+def test_state_bound_reports_not_exhausted() -> None:
+    result = explore(
+        lambda: [Client("client", 3), DedupCounter("server")],
+        invariant=at_most_once,
+        max_depth=50,
+        max_states=5,
+    )
+
+    assert result.ok
+    assert not result.exhausted
+    assert result.states_explored == 5
+    assert "NOT exhausted" in result.format()

@@ -512,3 +512,23 @@ def test_repr_shows_state() -> None:
 
     assert "nodes=2" in repr(sim)
     assert "pending_events=2" in repr(sim)
+
+
+def test_nested_run_rejected() -> None:
+    class Reentrant(Sink):
+        def on_start(self) -> None:
+            sim.run()
+
+    sim = Simulation()
+    sim.add_node(Reentrant("r"))
+    with pytest.raises(SimulationError, match="already running"):
+        sim.run()
+
+
+def test_node_without_super_init_rejected() -> None:
+    class Forgetful(Node):
+        def __init__(self) -> None:
+            pass
+
+    with pytest.raises(TypeError, match=r"super\(\).__init__\(node_id\)"):
+        Simulation().add_node(Forgetful())

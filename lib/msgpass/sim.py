@@ -194,6 +194,7 @@ class Simulation:
         self._stop_reason = "not run"
         # True while no trace, crash or partition can affect a send (see _send).
         self._quiet = trace is None
+        self._running = False
         # (node class, message class) -> the function that handles it, so that
         # a delivery skips building the method name and looking it up.
         self._handlers: dict[str, dict[type, Callable[[str, Any], None]]] = {}
@@ -208,6 +209,11 @@ class Simulation:
         """
         if not isinstance(node, Node):
             raise TypeError(f"add_node expected a Node, got {type(node).__name__}")
+        if not hasattr(node, "node_id"):
+            raise TypeError(
+                f"{type(node).__name__} object has no node_id; its __init__ must call "
+                f"super().__init__(node_id)"
+            )
         if node.node_id in self._nodes:
             raise SimulationError(f"a node with id {node.node_id!r} was already added")
         self._nodes[node.node_id] = node
@@ -377,9 +383,22 @@ class Simulation:
             raise SimulationError(
                 f"invalid until_s={until_s!r}: the clock is already at {self._now:.6f} s"
             )
+        if self._running:
+            raise SimulationError(
+                "run() was called while the simulation is already running, for example "
+                "from a handler; schedule work with schedule() instead"
+            )
         if until is not None and until():
             self._stop_reason = "until"
             return self.stats()
+        self._running = True
+        try:
+            self._run_events(until_s, until)
+        finally:
+            self._running = False
+        return self.stats()
+
+    def _run_events(self, until_s: float | None, until: Callable[[], bool] | None) -> None:
 
         queue = self._queue
         pop = heapq.heappop
@@ -454,7 +473,6 @@ class Simulation:
         if stop_reason == "until_s":
             self._now = stop_at
         self._stop_reason = stop_reason
-        return self.stats()
 
     def pending_events(self) -> int:
         """Return how many events are waiting in the queue."""
