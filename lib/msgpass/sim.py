@@ -86,7 +86,8 @@ log = logging.getLogger(__name__)
 
 NodeT = TypeVar("NodeT", bound=Node)
 
-DEFAULT_MAX_EVENTS = 1_000_000  # per call of run(); a runaway run stops within seconds
+# Per call of run(). At a few microseconds per event, a runaway run stops after seconds.
+DEFAULT_MAX_EVENTS = 1_000_000
 
 # Event kinds, the third element of every event tuple.
 _DELIVER = 0  # (time_s, seq, _DELIVER, message_id, source, dest, message, sent_at_s)
@@ -195,8 +196,8 @@ class Simulation:
         # True while no trace, crash or partition can affect a send (see _send).
         self._quiet = trace is None
         self._running = False
-        # (node class, message class) -> the function that handles it, so that
-        # a delivery skips building the method name and looking it up.
+        # node id -> message class -> bound handler method, so that a delivery
+        # skips building the method name and looking it up.
         self._handlers: dict[str, dict[type, Callable[[str, Any], None]]] = {}
 
     # -- building the network --------------------------------------------
