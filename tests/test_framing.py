@@ -89,6 +89,49 @@ def test_max_frame_bytes_out_of_range(max_frame_bytes: int) -> None:
         FrameDecoder(max_frame_bytes)
 
 
+@pytest.mark.parametrize("max_frame_bytes", ["10", 1.5, 1024.0, True, None])
+def test_max_frame_bytes_must_be_int(max_frame_bytes: object) -> None:
+    with pytest.raises(TypeError, match="max_frame_bytes must be an int number of bytes"):
+        FrameDecoder(max_frame_bytes)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="max_frame_bytes must be an int"):
+        frame_header(1, max_frame_bytes)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="max_frame_bytes must be an int"):
+        encode_frame(b"x", max_frame_bytes)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="max_frame_bytes must be an int"):
+        parse_header(b"\x00\x00\x00\x01", max_frame_bytes)  # type: ignore[arg-type]
+
+
+def test_sender_frame_too_large_message() -> None:
+    with pytest.raises(FrameTooLarge) as caught:
+        encode_frame(b"12345", max_frame_bytes=4)
+    message = str(caught.value)
+    assert caught.value.side == "sender"
+    assert message.startswith("payload of 5 bytes exceeds max_frame_bytes=4 of this endpoint")
+    assert "split the message" in message
+    assert "raise max_frame_bytes on both ends" in message
+    assert "peer" not in message
+
+
+def test_frame_header_too_large_is_sender_side() -> None:
+    with pytest.raises(FrameTooLarge, match="payload of 9 bytes exceeds") as caught:
+        frame_header(9, max_frame_bytes=8)
+    assert caught.value.side == "sender"
+
+
+def test_receiver_frame_too_large_message() -> None:
+    with pytest.raises(FrameTooLarge) as caught:
+        FrameDecoder(max_frame_bytes=4).feed(frame_header(5, 8))
+    message = str(caught.value)
+    assert caught.value.side == "receiver"
+    assert message.startswith("frame header declares 5 bytes, above the maximum of 4 bytes")
+    assert "the peer is broken or speaks another protocol" in message
+
+
+def test_frame_too_large_rejects_unknown_side() -> None:
+    with pytest.raises(ValueError, match="side must be 'sender' or 'receiver'"):
+        FrameTooLarge(5, 4, side="middle")
+
+
 def test_max_frame_bytes_bounds_accepted() -> None:
     assert FrameDecoder(0).max_frame_bytes == 0
     assert FrameDecoder(MAX_ENCODABLE_BYTES).max_frame_bytes == MAX_ENCODABLE_BYTES
@@ -225,6 +268,30 @@ def test_failed_decoder_rejects_feed_after_incomplete_close() -> None:
     with pytest.raises(ValueError, match="cannot resynchronise"):
         decoder.feed(b"\x00")
     decoder.close()  # closing a failed decoder again does not raise twice
+
+
+@pytest.mark.parametrize("data", ["hello", None, 5, [1, 2]])
+def test_feed_rejects_non_bytes_before_counting(data: object) -> None:
+    decoder = FrameDecoder()
+    decoder.feed(b"\x00")
+    with pytest.raises(TypeError, match=r"feed\(\) takes bytes, bytearray or memoryview"):
+        decoder.feed(data)  # type: ignore[arg-type]
+    assert decoder.stats() == {"bytes_fed": 1, "frames_decoded": 0, "buffered_bytes": 1}
+    # The decoder did not fail: the stream goes on where it was.
+    assert decoder.feed(b"\x00\x00\x01x") == [b"x"]
+
+
+def test_feed_text_error_says_encode() -> None:
+    with pytest.raises(TypeError, match="encode text first"):
+        FrameDecoder().feed("hello")  # type: ignore[arg-type]
+
+
+def test_feed_counts_bytes_of_wide_memoryview() -> None:
+    decoder = FrameDecoder()
+    view = memoryview(b"\x00\x00\x00\x02").cast("H")  # 2 items of 2 bytes: a header of 2
+    assert decoder.feed(view) == []
+    assert decoder.stats()["bytes_fed"] == 4
+    assert decoder.feed(b"ok") == [b"ok"]
 
 
 def test_decoder_stats() -> None:

@@ -24,7 +24,7 @@ from msgpass.errors import (
     MessagingTimeout,
     ProtocolError,
 )
-from msgpass.framing import encode_frame, frame_header
+from msgpass.framing import DEFAULT_MAX_FRAME_BYTES, encode_frame, frame_header
 from msgpass.tcp import (
     DEFAULT_TIMEOUT_S,
     RECV_BUFFER_BYTES,
@@ -33,6 +33,7 @@ from msgpass.tcp import (
     FramedServer,
     ThreadedServer,
     connect,
+    format_address,
     open_connection,
     start_server,
 )
@@ -245,6 +246,105 @@ def test_recv_timeout_keeps_partial_frame(
     assert accepted.recv() == b"0123456789"
 
 
+# -- what the error messages tell the reader -----------------------------------
+
+
+def test_recv_timeout_message_names_both_ends(
+    pair: tuple[FramedConnection, FramedConnection],
+) -> None:
+    client, accepted = pair
+    with pytest.raises(MessagingTimeout) as caught:
+        client.recv(timeout_s=SHORT_TIMEOUT_S)
+    message = str(caught.value)
+    peer = format_address(accepted.local_address)
+    local = format_address(client.local_address)
+    assert message.startswith(f"recv timed out after {SHORT_TIMEOUT_S:g} s waiting for a frame")
+    assert f"from {peer} (local {local})" in message
+    assert "the peer sent nothing in time" in message.lower()
+    assert "raise timeout_s" in message
+
+
+def test_recv_timeout_message_mid_body(
+    raw_pair: tuple[socket.socket, FramedConnection],
+) -> None:
+    raw, accepted = raw_pair
+    raw.sendall(frame_header(10) + b"abc")
+    with pytest.raises(MessagingTimeout) as caught:
+        accepted.recv(timeout_s=SHORT_TIMEOUT_S)
+    message = str(caught.value)
+    assert "in the middle of a frame" in message
+    assert "7 of 14 frame bytes arrived" in message
+    assert "the next recv continues this frame" in message
+
+
+def test_recv_timeout_message_mid_header(
+    raw_pair: tuple[socket.socket, FramedConnection],
+) -> None:
+    raw, accepted = raw_pair
+    raw.sendall(b"\x00\x00")
+    with pytest.raises(MessagingTimeout, match="2 of the 4 header bytes arrived"):
+        accepted.recv(timeout_s=SHORT_TIMEOUT_S)
+
+
+def test_accept_timeout_message_formats_address(server: FramedServer) -> None:
+    with pytest.raises(MessagingTimeout) as caught:
+        server.accept(timeout_s=SHORT_TIMEOUT_S)
+    message = str(caught.value)
+    assert message.startswith(
+        f"accept on 127.0.0.1:{server.port} timed out after {SHORT_TIMEOUT_S:g} s"
+    )
+    assert "('127.0.0.1'" not in message
+    assert "raise timeout_s" in message
+
+
+def test_closed_between_frames_message(raw_pair: tuple[socket.socket, FramedConnection]) -> None:
+    raw, accepted = raw_pair
+    peer = format_address(raw.getsockname())
+    raw.close()
+    with pytest.raises(ConnectionClosed) as caught:
+        accepted.recv()
+    message = str(caught.value)
+    assert f"the peer {peer} closed the connection" in message
+    assert format_address(accepted.local_address) in message
+    assert "between frames" in message
+
+
+def test_send_too_large_message_is_sender_side(server: FramedServer) -> None:
+    with (
+        connect(port=server.port, max_frame_bytes=10) as client,
+        server.accept() as accepted,
+    ):
+        with pytest.raises(FrameTooLarge) as sent:
+            client.send(bytes(11))
+        assert sent.value.side == "sender"
+        assert "payload of 11 bytes exceeds max_frame_bytes=10" in str(sent.value)
+        assert "peer is broken" not in str(sent.value)
+
+        accepted.send(bytes(11))
+        with pytest.raises(FrameTooLarge) as received:
+            client.recv()
+        assert received.value.side == "receiver"
+        assert "frame header declares 11 bytes" in str(received.value)
+
+
+def test_send_timeout_message(server: FramedServer) -> None:
+    with socket.socket() as raw_client:
+        raw_client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        raw_client.settimeout(DEFAULT_TIMEOUT_S)
+        raw_client.connect(server.address)
+        with (
+            FramedConnection(raw_client.dup()) as client,
+            server.accept() as accepted,
+            pytest.raises(MessagingTimeout) as caught,
+        ):
+            # The peer never reads, so 8 MiB cannot leave before the timeout.
+            client.send(bytes(8 * 1024 * 1024), timeout_s=0.2)
+    message = str(caught.value)
+    assert message.startswith(f"send timed out after 0.2 s writing a frame of {8 * 2**20 + 4}")
+    assert f"to {format_address(accepted.local_address)} (local " in message
+    assert "can no longer send" in message
+
+
 def test_send_timeout_breaks_sending(server: FramedServer) -> None:
     with socket.socket() as raw_client:
         raw_client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
@@ -429,7 +529,7 @@ def test_threaded_server_handler_error(caplog: pytest.LogCaptureFixture) -> None
 
     failures = [r for r in caplog.records if "failed" in r.getMessage()]
     assert len(failures) == 1
-    assert str(bad.local_address) in failures[0].getMessage()
+    assert format_address(bad.local_address) in failures[0].getMessage()
     assert failures[0].exc_info is not None
 
 
@@ -490,6 +590,62 @@ def test_async_recv_timeout() -> None:
             # The connection still works after a timeout.
             await client.send(b"after")
             assert await client.recv() == b"after"
+
+    asyncio.run(scenario())
+
+
+def test_async_recv_timeout_message() -> None:
+    async def scenario() -> None:
+        async with (
+            await start_server(echo) as server,
+            await open_connection(port=server.port) as client,
+        ):
+            with pytest.raises(MessagingTimeout) as caught:
+                await client.recv(timeout_s=SHORT_TIMEOUT_S)
+            message = str(caught.value)
+            peer = format_address(client.peer_address)
+            local = format_address(client.local_address)
+            assert message.startswith(f"recv timed out after {SHORT_TIMEOUT_S:g} s")
+            assert f"{peer} (local {local})" in message
+            assert "raise timeout_s" in message
+            assert "('127.0.0.1'" not in message
+
+    asyncio.run(scenario())
+
+
+def test_async_send_timeout_message() -> None:
+    never_read = asyncio.Event()
+
+    async def hold_without_reading(conn: AsyncFramedConnection) -> None:
+        await never_read.wait()
+
+    async def scenario() -> None:
+        async with (
+            await start_server(hold_without_reading) as server,
+            await open_connection(port=server.port) as client,
+        ):
+            # More than the loopback socket buffers of both ends can hold.
+            payload = bytes(DEFAULT_MAX_FRAME_BYTES)
+            with pytest.raises(MessagingTimeout) as caught:
+                await client.send(payload, timeout_s=0.2)
+            message = str(caught.value)
+            assert message.startswith("send timed out after 0.2 s waiting for the peer")
+            assert format_address(client.peer_address) in message
+            assert "raise timeout_s" in message
+            never_read.set()
+
+    asyncio.run(scenario())
+
+
+def test_async_send_too_large_is_sender_side() -> None:
+    async def scenario() -> None:
+        async with (
+            await start_server(echo) as server,
+            await open_connection(port=server.port, max_frame_bytes=10) as client,
+        ):
+            with pytest.raises(FrameTooLarge, match="payload of 11 bytes exceeds") as caught:
+                await client.send(bytes(11))
+            assert caught.value.side == "sender"
 
     asyncio.run(scenario())
 

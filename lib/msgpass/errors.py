@@ -53,20 +53,37 @@ class ProtocolError(MessagingError):
 
 
 class FrameTooLarge(ProtocolError):
-    """A frame header declares a length above the configured maximum.
+    """A frame is longer than the endpoint's ``max_frame_bytes``.
 
-    Raised as soon as the header is read, before any memory is reserved for
-    the body, so a hostile or broken peer cannot make the receiver allocate.
+    On the receiving side (``side="receiver"``, the default) a frame header
+    declares the length. The error is raised as soon as the header is read,
+    before any memory is reserved for the body, so a hostile or broken peer
+    cannot make the receiver allocate. On the sending side
+    (``side="sender"``) the caller's own payload is too large, and nothing
+    has been sent.
     """
 
-    def __init__(self, declared_bytes: int, max_frame_bytes: int) -> None:
+    def __init__(
+        self, declared_bytes: int, max_frame_bytes: int, *, side: str = "receiver"
+    ) -> None:
         self.declared_bytes = declared_bytes
         self.max_frame_bytes = max_frame_bytes
-        super().__init__(
-            f"frame header declares {declared_bytes} bytes, above the maximum of "
-            f"{max_frame_bytes} bytes; the peer is broken or speaks another protocol, "
-            f"or raise max_frame_bytes on the receiver if such frames are expected"
-        )
+        self.side = side
+        if side == "sender":
+            message = (
+                f"payload of {declared_bytes} bytes exceeds max_frame_bytes={max_frame_bytes} "
+                f"of this endpoint, so nothing was sent; split the message, or raise "
+                f"max_frame_bytes on both ends"
+            )
+        elif side == "receiver":
+            message = (
+                f"frame header declares {declared_bytes} bytes, above the maximum of "
+                f"{max_frame_bytes} bytes; the peer is broken or speaks another protocol, "
+                f"or raise max_frame_bytes on the receiver if such frames are expected"
+            )
+        else:
+            raise ValueError(f"side must be 'sender' or 'receiver', got {side!r}")
+        super().__init__(message)
 
 
 class ConnectionClosed(MessagingError):

@@ -37,6 +37,7 @@ __all__ = [
     "HEADER_BYTES",
     "DEFAULT_MAX_FRAME_BYTES",
     "MAX_ENCODABLE_BYTES",
+    "check_max_frame_bytes",
     "encode_frame",
     "frame_header",
     "parse_header",
@@ -49,7 +50,18 @@ MAX_ENCODABLE_BYTES = 2**32 - 1  # the largest length a 4-byte header can declar
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024  # 16 MiB; raise it per endpoint when needed
 
 
-def _check_max(max_frame_bytes: int) -> int:
+def check_max_frame_bytes(max_frame_bytes: int) -> int:
+    """Return ``max_frame_bytes`` if a 4-byte header can declare it, else raise.
+
+    Raises ``TypeError`` for anything but an ``int`` (``bool`` and ``float``
+    included, because a byte count is whole) and ``ValueError`` outside
+    0 to ``MAX_ENCODABLE_BYTES``.
+    """
+    if isinstance(max_frame_bytes, bool) or not isinstance(max_frame_bytes, int):
+        raise TypeError(
+            f"max_frame_bytes must be an int number of bytes, got "
+            f"{type(max_frame_bytes).__name__} {max_frame_bytes!r}"
+        )
     if not 0 <= max_frame_bytes <= MAX_ENCODABLE_BYTES:
         raise ValueError(
             f"max_frame_bytes must be between 0 and {MAX_ENCODABLE_BYTES}, got {max_frame_bytes}"
@@ -60,11 +72,12 @@ def _check_max(max_frame_bytes: int) -> int:
 def frame_header(payload_bytes: int, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> bytes:
     """Return the 4-byte header for a payload of ``payload_bytes`` bytes.
 
-    Raises ``FrameTooLarge`` if the payload exceeds ``max_frame_bytes``: a
-    sender should fail loudly rather than emit a frame its peer will reject.
+    Raises ``FrameTooLarge`` (with ``side="sender"``) if the payload exceeds
+    ``max_frame_bytes``: a sender should fail loudly rather than emit a frame
+    its peer will reject.
     """
-    if payload_bytes > _check_max(max_frame_bytes):
-        raise FrameTooLarge(payload_bytes, max_frame_bytes)
+    if payload_bytes > check_max_frame_bytes(max_frame_bytes):
+        raise FrameTooLarge(payload_bytes, max_frame_bytes, side="sender")
     return HEADER.pack(payload_bytes)
 
 
@@ -93,7 +106,7 @@ def parse_header(header: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) 
     if len(header) != HEADER_BYTES:
         raise ValueError(f"a frame header is {HEADER_BYTES} bytes, got {len(header)}")
     length: int = HEADER.unpack(header)[0]
-    if length > max_frame_bytes:
+    if length > check_max_frame_bytes(max_frame_bytes):
         raise FrameTooLarge(length, max_frame_bytes)
     return length
 
@@ -117,7 +130,7 @@ class FrameDecoder:
     """
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
-        self.max_frame_bytes = _check_max(max_frame_bytes)
+        self.max_frame_bytes = check_max_frame_bytes(max_frame_bytes)
         self._buffer = bytearray()
         # Body length of the frame in progress, once its header is read.
         self._needed: int | None = None
@@ -126,13 +139,27 @@ class FrameDecoder:
         self.bytes_fed = 0
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Add ``data`` to the stream and return every payload it completes."""
+        """Add ``data`` to the stream and return every payload it completes.
+
+        Raises ``TypeError`` for anything but bytes, bytearray or memoryview,
+        before any counter or buffer changes.
+        """
+        if isinstance(data, memoryview):
+            size = data.nbytes  # len() counts items, not bytes, for wider formats
+        elif isinstance(data, (bytes, bytearray)):
+            size = len(data)
+        else:
+            raise TypeError(
+                f"feed() takes bytes, bytearray or memoryview, got {type(data).__name__}; "
+                f"pass the bytes that recv() returned, and encode text first, for example "
+                f"with str.encode('utf-8')"
+            )
         if self._failed is not None:
             raise ValueError(
                 "this FrameDecoder failed earlier and cannot resynchronise; "
                 "close the connection and start a new decoder"
             ) from self._failed
-        self.bytes_fed += len(data)
+        self.bytes_fed += size
         self._buffer += data
         frames: list[bytes] = []
         position = 0

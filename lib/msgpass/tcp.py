@@ -68,7 +68,7 @@ from .errors import (
 from .framing import (
     DEFAULT_MAX_FRAME_BYTES,
     HEADER_BYTES,
-    MAX_ENCODABLE_BYTES,
+    check_max_frame_bytes,
     frame_header,
     parse_header,
 )
@@ -137,7 +137,11 @@ class FramedConnection:
         # The socket stays non-blocking: every send and recv is tried at once, and
         # only a BlockingIOError leads to a wait (see _wait_until_ready).
         sock.setblocking(False)
-        self._deadline: float | None = None  # of the send or recv in progress
+        # The send or recv in progress, for its deadline and its timeout message.
+        self._deadline: float | None = None
+        self._call = "recv"
+        self._call_timeout_s: float | None = None
+        self._call_frame_bytes = 0  # send: the frame being written; recv: bytes awaited
         self._local_address = _address_or_none(sock.getsockname)
         self._peer_address = _address_or_none(sock.getpeername)
         # Received bytes not yet returned are self._buffer[self._start:self._end].
@@ -171,20 +175,22 @@ class FramedConnection:
                 "cannot send: an earlier send failed part-way through a frame, so the peer "
                 "can no longer find frame boundaries; close this connection and open a new one"
             ) from self._send_error
-        self._start_call(timeout_s)
+        self._start_call(timeout_s, "send", HEADER_BYTES + size)
         try:
             if size <= COPY_LIMIT_BYTES:
                 # Copying a small payload is cheaper than a second system call.
                 self._write_all(header + payload)
             else:
                 self._write_header_and_payload(header, payload)
-        except OSError as error:
-            translated = translate_os_error(error, f"send to {_format(self._peer_address)}")
-            self._send_error = translated
-            raise translated from error
         except MessagingTimeout as error:
+            # Caught first: MessagingTimeout is a TimeoutError, and so an OSError too.
             self._send_error = error
             raise
+        except OSError as error:
+            action = f"send to {format_address(self._peer_address)}"
+            translated = translate_os_error(error, action)
+            self._send_error = translated
+            raise translated from error
         self.frames_sent += 1
         self.bytes_sent += size
 
@@ -238,7 +244,7 @@ class FramedConnection:
                 "cannot receive: an earlier frame was rejected, so the position of the next "
                 "frame in the stream is unknown; close this connection"
             ) from self._recv_error
-        self._start_call(timeout_s)
+        self._start_call(timeout_s, "recv", HEADER_BYTES)
         self._fill(HEADER_BYTES)
         header = bytes(self._buffer[self._start : self._start + HEADER_BYTES])
         try:
@@ -274,6 +280,7 @@ class FramedConnection:
         """Read until at least ``needed`` unread bytes are in the buffer."""
         if self._end - self._start >= needed:
             return
+        self._call_frame_bytes = needed
         self._make_room(needed)
         while self._end - self._start < needed:
             if self._peer_closed:
@@ -285,7 +292,7 @@ class FramedConnection:
                 self._wait_until_ready(for_write=False)
                 continue
             except OSError as error:
-                action = f"recv from {_format(self._peer_address)}"
+                action = f"recv from {format_address(self._peer_address)}"
                 raise translate_os_error(error, action) from error
             if count == 0:
                 self._peer_closed = True
@@ -307,17 +314,56 @@ class FramedConnection:
     def _raise_end_of_stream(self, needed: int) -> None:
         unread = self._end - self._start
         if unread == 0:
-            raise ConnectionClosed(f"the peer {_format(self._peer_address)} closed the connection")
+            raise ConnectionClosed(
+                f"the peer {format_address(self._peer_address)} closed the connection to "
+                f"{format_address(self._local_address)} between frames"
+            )
         if needed == HEADER_BYTES:
             raise IncompleteFrame(unread, None)
         raise IncompleteFrame(unread, needed)
 
     # -- timeouts, state and display -------------------------------------
 
-    def _start_call(self, timeout_s: float | None) -> None:
-        """Start the clock for one ``send`` or ``recv`` call."""
+    def _start_call(self, timeout_s: float | None, call: str, frame_bytes: int) -> None:
+        """Start the clock for one ``send`` or ``recv`` call.
+
+        ``call`` and ``frame_bytes`` (the frame being sent, or the bytes a
+        ``recv`` waits for) are kept for the message of a timeout.
+        """
         timeout = self.timeout_s if timeout_s is None else check_timeout(timeout_s)
         self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._call = call
+        self._call_timeout_s = timeout
+        self._call_frame_bytes = frame_bytes
+
+    def _timeout_error(self) -> MessagingTimeout:
+        """Return the timeout error of the call in progress, saying what it waited for."""
+        peer = format_address(self._peer_address)
+        local = format_address(self._local_address)
+        waited = format_seconds(self._call_timeout_s)
+        if self._call == "send":
+            return MessagingTimeout(
+                f"send timed out after {waited} writing a frame of {self._call_frame_bytes} "
+                f"bytes to {peer} (local {local}). The peer did not read fast enough, so the "
+                f"socket buffers stayed full: raise timeout_s, or check that the peer reads. "
+                f"Part of the frame may have gone out, so this connection can no longer send"
+            )
+        unread = self._end - self._start
+        if unread == 0:
+            return MessagingTimeout(
+                f"recv timed out after {waited} waiting for a frame from {peer} "
+                f"(local {local}). The peer sent nothing in time, so raise timeout_s or "
+                f"check that the peer sends (for example, that it replies to your request)"
+            )
+        if self._call_frame_bytes == HEADER_BYTES:
+            progress = f"{unread} of the {HEADER_BYTES} header bytes"
+        else:
+            progress = f"{unread} of {self._call_frame_bytes} frame bytes"
+        return MessagingTimeout(
+            f"recv timed out after {waited} in the middle of a frame from {peer} "
+            f"(local {local}): {progress} arrived. They are kept, so the next recv "
+            f"continues this frame. Raise timeout_s, or check that the peer sends whole frames"
+        )
 
     def _wait_until_ready(self, *, for_write: bool) -> None:
         """Block until the socket can be written (or read), or the call's deadline passes.
@@ -331,7 +377,7 @@ class FramedConnection:
         else:
             timeout = self._deadline - time.monotonic()
             if timeout <= 0:
-                raise MessagingTimeout(f"timed out waiting on {_format(self._peer_address)}")
+                raise self._timeout_error()
         if _HAS_POLL:
             poller = select.poll()
             poller.register(self._sock, select.POLLOUT if for_write else select.POLLIN)
@@ -345,7 +391,7 @@ class FramedConnection:
             )
             ready = bool(readable or writable)
         if not ready:
-            raise MessagingTimeout(f"timed out waiting on {_format(self._peer_address)}")
+            raise self._timeout_error()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -420,8 +466,8 @@ class FramedConnection:
         else:
             state = "open"
         return (
-            f"<FramedConnection {state} {_format(self._local_address)} -> "
-            f"{_format(self._peer_address)}, sent {self.frames_sent}, "
+            f"<FramedConnection {state} {format_address(self._local_address)} -> "
+            f"{format_address(self._peer_address)}, sent {self.frames_sent}, "
             f"received {self.frames_received}>"
         )
 
@@ -448,6 +494,8 @@ def connect(
     action = f"connect to {host}:{port}"
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
+    except TimeoutError as error:  # socket.timeout is TimeoutError since Python 3.10
+        raise MessagingTimeout(connect_timeout_message(action, timeout)) from error
     except OSError as error:
         raise translate_os_error(error, action) from error
     try:
@@ -517,11 +565,19 @@ class FramedServer:
         """
         if self._closed:
             raise EndpointClosed(f"{self!r} is closed")
-        self._listener.settimeout(check_timeout(timeout_s))
+        timeout = check_timeout(timeout_s)
+        self._listener.settimeout(timeout)
+        address = format_address(self._address)
         try:
             sock, _ = self._listener.accept()
+        except TimeoutError as error:
+            raise MessagingTimeout(
+                f"accept on {address} timed out after {format_seconds(timeout)}: no client "
+                f"connected in time. Check that the client connects to port {self.port}, "
+                f"or raise timeout_s"
+            ) from error
         except OSError as error:
-            raise translate_os_error(error, f"accept on {self._address}") from error
+            raise translate_os_error(error, f"accept on {address}") from error
         return self._wrap(sock)
 
     def _wrap(self, sock: socket.socket) -> FramedConnection:
@@ -562,7 +618,7 @@ class FramedServer:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "listening"
         return (
-            f"<FramedServer {state} on {_format(self._address)}, "
+            f"<FramedServer {state} on {format_address(self._address)}, "
             f"{self.connections_accepted} accepted>"
         )
 
@@ -599,15 +655,6 @@ def check_port(port: int, *, required: bool) -> int:
     return port
 
 
-def check_max_frame_bytes(max_frame_bytes: int) -> int:
-    """Return ``max_frame_bytes`` if a 4-byte header can declare it, else raise."""
-    if not 0 <= max_frame_bytes <= MAX_ENCODABLE_BYTES:
-        raise ValueError(
-            f"max_frame_bytes must be between 0 and {MAX_ENCODABLE_BYTES}, got {max_frame_bytes}"
-        )
-    return max_frame_bytes
-
-
 def payload_size(payload: bytes) -> int:
     """Return the payload's length in bytes, raising ``TypeError`` for anything not bytes-like."""
     if isinstance(payload, (bytes, bytearray)):
@@ -633,8 +680,23 @@ def _address_or_none(get_address: Callable[[], Any]) -> tuple[str, int] | None:
     return (str(address[0]), int(address[1]))
 
 
-def _format(address: tuple[str, int] | None) -> str:
+def format_address(address: tuple[str, int] | None) -> str:
+    """Return ``"host:port"`` for an address tuple, or ``"?"`` when it is unknown."""
     return "?" if address is None else f"{address[0]}:{address[1]}"
+
+
+def format_seconds(timeout_s: float | None) -> str:
+    """Return ``"0.3 s"`` for a timeout, as the timeout messages print it."""
+    return "no time limit" if timeout_s is None else f"{timeout_s:g} s"
+
+
+def connect_timeout_message(action: str, timeout_s: float | None) -> str:
+    """Return the message for a connection attempt that timed out (shared with asyncio)."""
+    return (
+        f"{action} timed out after {format_seconds(timeout_s)}: the server did not accept "
+        f"in time, usually because its listen backlog is full or the host drops the packets. "
+        f"Check the address, or raise timeout_s"
+    )
 
 
 # -- names defined in the sibling modules -----------------------------------

@@ -35,12 +35,20 @@ from .errors import (
     MessagingTimeout,
     translate_os_error,
 )
-from .framing import DEFAULT_MAX_FRAME_BYTES, HEADER_BYTES, frame_header, parse_header
+from .framing import (
+    DEFAULT_MAX_FRAME_BYTES,
+    HEADER_BYTES,
+    check_max_frame_bytes,
+    frame_header,
+    parse_header,
+)
 from .tcp import (
     DEFAULT_TIMEOUT_S,
-    check_max_frame_bytes,
     check_port,
     check_timeout,
+    connect_timeout_message,
+    format_address,
+    format_seconds,
     payload_size,
 )
 
@@ -84,8 +92,8 @@ class AsyncFramedConnection:
         self.timeout_s = check_timeout(timeout_s)
         self._reader = reader
         self._writer = writer
-        peer = writer.get_extra_info("peername")
-        self._peer_address = None if peer is None else (str(peer[0]), int(peer[1]))
+        self._peer_address = _address_or_none(writer.get_extra_info("peername"))
+        self._local_address = _address_or_none(writer.get_extra_info("sockname"))
         self._pending_length: int | None = None  # body length once its header is read
         self._closed = False
         self.frames_sent = 0
@@ -97,6 +105,14 @@ class AsyncFramedConnection:
     def peer_address(self) -> tuple[str, int] | None:
         """The other end's (host, port)."""
         return self._peer_address
+
+    @property
+    def local_address(self) -> tuple[str, int] | None:
+        """This end's (host, port)."""
+        return self._local_address
+
+    def _endpoints(self) -> str:
+        return f"{format_address(self._peer_address)} (local {format_address(self._local_address)})"
 
     @property
     def nodelay(self) -> bool:
@@ -131,13 +147,21 @@ class AsyncFramedConnection:
         ``ConnectionClosed`` if the peer has gone.
         """
         self.send_nowait(payload)
+        timeout = self._timeout(timeout_s)
         try:
-            async with asyncio.timeout(self._timeout(timeout_s)):
+            async with asyncio.timeout(timeout):
                 await self._writer.drain()
         except TimeoutError as error:
-            raise MessagingTimeout(f"send to {self._peer_address} timed out") from error
+            queued = self._writer.transport.get_write_buffer_size()
+            raise MessagingTimeout(
+                f"send timed out after {format_seconds(timeout)} waiting for the peer "
+                f"{self._endpoints()} to read: {queued} bytes are still queued. The frame "
+                f"stays queued and goes out when the peer reads, so raise timeout_s or check "
+                f"that the peer reads"
+            ) from error
         except OSError as error:
-            raise translate_os_error(error, f"send to {self._peer_address}") from error
+            action = f"send to {format_address(self._peer_address)}"
+            raise translate_os_error(error, action) from error
 
     async def recv(self, *, timeout_s: float | None = None) -> bytes:
         """Wait for the next frame and return its payload.
@@ -148,8 +172,9 @@ class AsyncFramedConnection:
         ``MessagingTimeout`` after ``timeout_s`` seconds.
         """
         self._check_open()
+        timeout = self._timeout(timeout_s)
         try:
-            async with asyncio.timeout(self._timeout(timeout_s)):
+            async with asyncio.timeout(timeout):
                 if self._pending_length is None:
                     self._pending_length = await self._read_header()
                 length = self._pending_length
@@ -159,13 +184,28 @@ class AsyncFramedConnection:
                     received = HEADER_BYTES + len(error.partial)
                     raise IncompleteFrame(received, HEADER_BYTES + length) from error
         except TimeoutError as error:
-            raise MessagingTimeout(f"recv from {self._peer_address} timed out") from error
+            raise MessagingTimeout(self._recv_timeout_message(timeout)) from error
         except OSError as error:
-            raise translate_os_error(error, f"recv from {self._peer_address}") from error
+            action = f"recv from {format_address(self._peer_address)}"
+            raise translate_os_error(error, action) from error
         self._pending_length = None
         self.frames_received += 1
         self.bytes_received += length
         return payload
+
+    def _recv_timeout_message(self, timeout: float | None) -> str:
+        waited = format_seconds(timeout)
+        if self._pending_length is None:
+            return (
+                f"recv timed out after {waited} waiting for a frame from {self._endpoints()}. "
+                f"The peer sent nothing in time, so raise timeout_s or check that the peer "
+                f"sends (for example, that it replies to your request)"
+            )
+        return (
+            f"recv timed out after {waited} waiting for the {self._pending_length}-byte body "
+            f"of a frame from {self._endpoints()}. Its header is kept, so the next recv "
+            f"continues this frame. Raise timeout_s, or check that the peer sends whole frames"
+        )
 
     async def _read_header(self) -> int:
         try:
@@ -173,7 +213,7 @@ class AsyncFramedConnection:
         except asyncio.IncompleteReadError as error:
             if not error.partial:
                 raise ConnectionClosed(
-                    f"the peer {self._peer_address} closed the connection"
+                    f"the peer {self._endpoints()} closed the connection between frames"
                 ) from error
             raise IncompleteFrame(len(error.partial), None) from error
         # NOTE: after FrameTooLarge the stream position is lost; close the connection.
@@ -219,7 +259,7 @@ class AsyncFramedConnection:
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 await self._writer.wait_closed()
         except (OSError, TimeoutError) as error:
-            log.debug("closing connection to %s: %s", self._peer_address, error)
+            log.debug("closing connection to %s: %s", format_address(self._peer_address), error)
 
     async def __aenter__(self) -> AsyncFramedConnection:
         return self
@@ -245,7 +285,7 @@ class AsyncFramedConnection:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        peer = "?" if self._peer_address is None else "{}:{}".format(*self._peer_address)
+        peer = format_address(self._peer_address)
         return (
             f"<AsyncFramedConnection {state} -> {peer}, sent {self.frames_sent}, "
             f"received {self.frames_received}>"
@@ -273,11 +313,17 @@ async def open_connection(
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(host, port, limit=STREAM_LIMIT_BYTES)
     except TimeoutError as error:
-        raise MessagingTimeout(f"{action} timed out") from error
+        raise MessagingTimeout(connect_timeout_message(action, timeout)) from error
     except OSError as error:
         raise translate_os_error(error, action) from error
     _set_nodelay(writer, nodelay)
     return AsyncFramedConnection(reader, writer, max_frame_bytes=max_frame_bytes, timeout_s=timeout)
+
+
+def _address_or_none(address: object) -> tuple[str, int] | None:
+    if not isinstance(address, tuple):
+        return None  # unknown, or a Unix-domain socket
+    return (str(address[0]), int(address[1]))
 
 
 def _set_nodelay(writer: asyncio.StreamWriter, enabled: bool) -> None:
@@ -348,7 +394,9 @@ class AsyncFramedServer:
             task.uncancel()
         except Exception:
             self.handler_errors += 1
-            log.exception("handler for %s failed; closing that connection", conn.peer_address)
+            log.exception(
+                "handler for %s failed; closing that connection", format_address(conn.peer_address)
+            )
         finally:
             self._tasks.pop(task, None)
             await conn.close()

@@ -29,7 +29,7 @@ from types import TracebackType
 
 from .errors import ConnectionClosed, MessagingError, MessagingTimeout
 from .framing import DEFAULT_MAX_FRAME_BYTES
-from .tcp import FramedConnection, FramedServer
+from .tcp import FramedConnection, FramedServer, format_address
 
 __all__ = ["ThreadedServer"]
 
@@ -128,7 +128,7 @@ class ThreadedServer:
         thread = threading.Thread(
             target=self._serve,
             args=(conn,),
-            name=f"{self.name}-{conn.peer_address}",
+            name=f"{self.name}-{format_address(conn.peer_address)}",
             daemon=True,
         )
         with self._lock:
@@ -140,7 +140,7 @@ class ThreadedServer:
             thread.start()
 
     def _serve(self, conn: FramedConnection) -> None:
-        peer = conn.peer_address
+        peer = format_address(conn.peer_address)
         log.debug("%s: serving %s", self.name, peer)
         try:
             for request in conn:
@@ -197,7 +197,8 @@ class ThreadedServer:
         if stuck:
             raise MessagingTimeout(
                 f"{self.name}: threads still running {timeout_s} s after stop(): "
-                f"{', '.join(stuck)}; a handler is probably blocked"
+                f"{', '.join(stuck)}. A handler is probably blocked, so give every "
+                f"blocking call in the handler a timeout"
             )
         log.info("%s stopped after %d connections", self.name, self.connections_accepted)
 
