@@ -7,6 +7,7 @@ relies on the XPUB subscription handshake.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ from msgpass.zmq_patterns import (
     RequestClient,
     RouterServer,
     Subscriber,
+    measure_early_publish,
     measure_slow_joiner,
     request,
     translate_zmq_error,
@@ -110,6 +112,148 @@ def test_handler_error_reaches_client() -> None:
         with pytest.raises(RequestFailed, match="ValueError: cannot handle x"):
             request(server.endpoint, b"x")
         assert server.stats()["handler_errors"] == 1
+
+
+def test_handler_returning_str_is_error() -> None:
+    with ReplyServer(lambda payload: payload.decode()) as server:  # type: ignore[arg-type, return-value]
+        for _ in range(2):
+            with pytest.raises(RequestFailed) as caught:
+                request(server.endpoint, b"x", timeout_s=5)
+            message = str(caught.value)
+            assert "TypeError: handler returned str, expected bytes; encode it" in message
+        stats = server.stats()
+        assert stats["handler_errors"] == 2
+        assert stats["replied"] == 2
+        assert stats["state"] == "running"
+        assert stats["error"] is None
+
+
+def test_handler_returning_none_is_error() -> None:
+    def forget_return(payload: bytes) -> bytes:
+        payload.upper()
+        return None  # type: ignore[return-value]
+
+    with ReplyServer(forget_return) as server:
+        with pytest.raises(RequestFailed, match="handler returned None, expected bytes"):
+            request(server.endpoint, b"x", timeout_s=5)
+        assert server.stats()["handler_errors"] == 1
+
+
+@pytest.mark.parametrize("result_type", [bytearray, memoryview])
+def test_handler_may_return_bytes_like(result_type: type) -> None:
+    with ReplyServer(lambda payload: result_type(payload.upper())) as server:
+        assert request(server.endpoint, b"abc", timeout_s=5) == b"ABC"
+        assert server.stats()["handler_errors"] == 0
+
+
+def _exit_in_handler(payload: bytes) -> bytes:
+    # SystemExit is not an Exception, so it escapes the handler-error reply and ends the thread.
+    raise SystemExit("handler called sys.exit")
+
+
+def test_thread_failure_sets_failed_state() -> None:
+    server = ReplyServer(_exit_in_handler)
+    server.start()
+    try:
+        with pytest.raises(MessagingTimeout):
+            request(server.endpoint, b"x", timeout_s=SHORT_TIMEOUT_S)
+        assert _wait_until(lambda: server.state == "failed")
+        assert isinstance(server.error, SystemExit)
+        assert server.stats()["state"] == "failed"
+        assert server.stats()["error"] == "SystemExit: handler called sys.exit"
+        assert "error='SystemExit: handler called sys.exit'" in repr(server)
+    finally:
+        failure = "background thread failed with SystemExit"
+        with pytest.raises(MessagingError, match=failure) as caught:
+            server.stop()
+    assert caught.value.__cause__ is server.error
+    assert server.state == "stopped"
+    server.stop()  # reported once; stopping again does nothing
+
+
+def test_thread_failure_raised_on_exit() -> None:
+    with pytest.raises(MessagingError, match="background thread failed") as caught:  # noqa: SIM117
+        with ReplyServer(_exit_in_handler) as server:
+            with pytest.raises(MessagingTimeout):
+                request(server.endpoint, b"x", timeout_s=SHORT_TIMEOUT_S)
+            assert _wait_until(lambda: server.state == "failed")
+    assert isinstance(caught.value.__cause__, SystemExit)
+
+
+def test_thread_failure_noted_on_error_exit() -> None:
+    with pytest.raises(RuntimeError) as caught, ReplyServer(_exit_in_handler) as server:
+        with pytest.raises(MessagingTimeout):
+            request(server.endpoint, b"x", timeout_s=SHORT_TIMEOUT_S)
+        assert _wait_until(lambda: server.state == "failed")
+        raise RuntimeError("the with block failed too")
+    # The block's own exception is kept; the thread failure is added to it as a note.
+    notes = getattr(caught.value, "__notes__", [])
+    assert any("background thread failed with SystemExit" in note for note in notes), notes
+
+
+BAD_TIMEOUTS = [
+    (0, ValueError),
+    (-1.0, ValueError),
+    (math.nan, ValueError),
+    (math.inf, ValueError),
+    (None, TypeError),
+    ("1", TypeError),
+    (True, TypeError),
+]
+
+
+@pytest.mark.parametrize(("timeout_s", "error_type"), BAD_TIMEOUTS)
+def test_request_rejects_bad_timeout(timeout_s: object, error_type: type[Exception]) -> None:
+    with ReplyServer(_upper) as server:
+        with pytest.raises(error_type, match="timeout_s"):
+            request(server.endpoint, b"x", timeout_s=timeout_s)  # type: ignore[arg-type]
+        with RequestClient(server.endpoint) as client:
+            with pytest.raises(error_type, match="timeout_s"):
+                client.request(b"x", timeout_s=timeout_s)  # type: ignore[arg-type]
+            # The rejected call sent nothing, so the REQ socket can still send.
+            assert client.request(b"ok", timeout_s=5) == b"OK"
+        with pytest.raises(error_type, match="timeout_s"):
+            LazyPirateClient(server.endpoint, timeout_s=timeout_s)  # type: ignore[arg-type]
+        assert server.stats()["received"] == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ("text", "payload must be bytes, got str; encode it"),
+        (42, "payload must be bytes-like .* got int"),
+        (None, "payload must be bytes-like .* got NoneType"),
+    ],
+)
+def test_request_rejects_non_bytes_payload(payload: object, message: str) -> None:
+    with ReplyServer(_upper) as server:
+        with pytest.raises(TypeError, match=message):
+            request(server.endpoint, payload)  # type: ignore[arg-type]
+        with RequestClient(server.endpoint) as client:
+            with pytest.raises(TypeError, match=message):
+                client.request(payload)  # type: ignore[arg-type]
+            assert client.request(b"ok", timeout_s=5) == b"OK"
+        with LazyPirateClient(server.endpoint) as pirate, pytest.raises(TypeError, match=message):
+            pirate.request(payload)  # type: ignore[arg-type]
+        assert server.stats()["received"] == 1
+
+
+def test_request_accepts_bytes_like_payload() -> None:
+    with ReplyServer(_upper) as server:
+        assert request(server.endpoint, bytearray(b"ab"), timeout_s=5) == b"AB"
+        assert request(server.endpoint, memoryview(b"cd"), timeout_s=5) == b"CD"
+
+
+def test_timeout_messages_fit_each_caller() -> None:
+    with ReplyServer(_upper, drop_every=1) as server:
+        with pytest.raises(MessagingTimeout) as one_shot:
+            request(server.endpoint, b"x", timeout_s=SHORT_TIMEOUT_S)
+        assert "close it" not in str(one_shot.value)
+        assert "already closed its socket" in str(one_shot.value)
+
+        with RequestClient(server.endpoint) as client, pytest.raises(MessagingTimeout) as kept:
+            client.request(b"x", timeout_s=SHORT_TIMEOUT_S)
+        assert "close it and open a new one" in str(kept.value)
 
 
 def test_reply_server_rejects_bad_drop_settings() -> None:
@@ -215,6 +359,22 @@ def test_pubsub_handshake_loses_nothing() -> None:
         result = measure_slow_joiner(200, subscribers=2, handshake=True)
         assert result.missed == (0, 0)
         assert result.missed_at_start == (0, 0)
+
+
+def test_early_publish_loses_every_message() -> None:
+    for _ in range(10):
+        result = measure_early_publish(10, 20)
+        assert result.published_early == 10
+        assert result.received_early == 0
+        assert result.received_after == 20
+        assert 1 <= result.rounds <= 20
+
+
+def test_early_publish_rejects_bad_counts() -> None:
+    with pytest.raises(ValueError, match="early"):
+        measure_early_publish(0)
+    with pytest.raises(ValueError, match="max_rounds"):
+        measure_early_publish(5, max_rounds=0)
 
 
 def test_pubsub_naive_run_completes() -> None:

@@ -12,6 +12,9 @@ enforces them in one place:
 - A ``zmq.ZMQError`` is translated into a ``msgpass.errors`` class at the
   boundary, with ``raise ... from`` so the original error stays attached.
 
+It also holds the argument checks every pattern module shares:
+``check_timeout_s`` and ``check_payload``.
+
 A ZeroMQ socket is not thread-safe. A service here creates and binds its
 socket in the caller's thread (so a bind error is raised to the caller and the
 endpoint is known when ``start()`` returns), then hands the socket to its
@@ -23,6 +26,7 @@ two users, and ``Thread.start()`` is one.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 from types import TracebackType
@@ -31,6 +35,7 @@ from typing import Self, TypeAlias
 import zmq
 
 from .errors import EndpointClosed, MessagingError, MessagingTimeout
+from .tcp import check_timeout
 
 __all__ = [
     "LOOPBACK_ANY_PORT",
@@ -38,6 +43,9 @@ __all__ = [
     "JOIN_TIMEOUT_S",
     "ZmqContext",
     "ZmqSocket",
+    "Payload",
+    "check_timeout_s",
+    "check_payload",
     "translate_zmq_error",
     "open_socket",
     "bind",
@@ -53,6 +61,42 @@ JOIN_TIMEOUT_S = 5.0  # how long stop() waits for a background thread to end
 
 ZmqContext: TypeAlias = "zmq.Context[zmq.Socket[bytes]]"
 ZmqSocket: TypeAlias = "zmq.Socket[bytes]"
+Payload: TypeAlias = bytes | bytearray | memoryview  # the bytes-like types a frame may be
+
+
+def check_timeout_s(timeout_s: float) -> float:
+    """Return ``timeout_s`` as a float if it is a positive, finite number of seconds, else raise.
+
+    It applies the rule of ``msgpass.tcp.check_timeout`` and rejects two more
+    values: ``None``, because every ZeroMQ call here must end, and infinity,
+    which has no millisecond value for ``poll``. Raises ``TypeError`` for a
+    value that is not a number and ``ValueError`` for zero, a negative
+    number, NaN or infinity.
+    """
+    if timeout_s is None:
+        raise TypeError("timeout_s must be a number of seconds, got None")
+    checked = check_timeout(timeout_s)
+    if checked is None or not math.isfinite(checked):
+        raise ValueError(f"timeout_s must be a finite number of seconds, got {timeout_s!r}")
+    return checked
+
+
+def check_payload(payload: object) -> Payload:
+    """Return ``payload`` if it is bytes-like (bytes, bytearray, memoryview), else raise TypeError.
+
+    A ``str`` gets its own message, because forgetting to encode text is the
+    usual cause.
+    """
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return payload
+    if isinstance(payload, str):
+        raise TypeError(
+            "payload must be bytes, got str; encode it first, for example with .encode()"
+        )
+    raise TypeError(
+        f"payload must be bytes-like (bytes, bytearray or memoryview), "
+        f"got {type(payload).__name__}"
+    )
 
 
 def translate_zmq_error(error: zmq.ZMQError, action: str) -> MessagingError:
@@ -125,6 +169,13 @@ class BackgroundService:
 
     States go ``new -> running -> stopped``. Starting twice or starting a
     stopped service raises ``EndpointClosed``; stopping twice does nothing.
+
+    When ``run`` raises, the thread ends and the state becomes ``"failed"``.
+    The exception is logged with its traceback and kept in ``error``. The
+    next ``stop()`` still releases the context, then raises ``MessagingError``
+    from the stored exception, once. Leaving a ``with`` block that already
+    ends with an exception adds the failure to that exception as a note
+    instead, so the exception from the block is not replaced.
     """
 
     def __init__(self, name: str, context: ZmqContext | None) -> None:
@@ -134,11 +185,24 @@ class BackgroundService:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._state = "new"
+        self._error: BaseException | None = None
+        self._error_reported = False
 
     @property
     def state(self) -> str:
-        """Lifecycle state: ``"new"``, ``"running"`` or ``"stopped"``."""
+        """Lifecycle state: ``"new"``, ``"running"``, ``"failed"`` or ``"stopped"``."""
         return self._state
+
+    @property
+    def error(self) -> BaseException | None:
+        """The exception that ended the background thread, or None if it has not failed."""
+        return self._error
+
+    def _error_text(self) -> str | None:
+        """Return the stored failure as ``"Type: message"`` for ``stats()``, or None."""
+        if self._error is None:
+            return None
+        return f"{type(self._error).__name__}: {self._error}"
 
     def _check_new(self) -> None:
         if self._state != "new":
@@ -154,8 +218,12 @@ class BackgroundService:
         log.debug("%s: thread started", self.name)
         try:
             run()
-        except Exception:
-            log.exception("%s: thread failed and stopped", self.name)
+        except BaseException as error:
+            # The thread ends here whatever the error is, even SystemExit, so it is
+            # recorded for state, stats() and stop() instead of vanishing with the thread.
+            self._error = error
+            self._state = "failed"
+            log.exception("%s: background thread failed and stopped", self.name)
         finally:
             log.debug("%s: thread ended", self.name)
 
@@ -164,8 +232,16 @@ class BackgroundService:
 
         Raises ``MessagingTimeout`` if the thread is still running after the
         timeout. The context is then left open, because terminating it would
-        block until that thread closes its socket.
+        block until that thread closes its socket. Raises ``MessagingError``
+        once, after releasing everything, if the thread had failed; the
+        original exception is its ``__cause__`` and stays in ``error``.
         """
+        self._release(timeout_s)
+        failure = self._take_failure()
+        if failure is not None:
+            raise failure from self._error
+
+    def _release(self, timeout_s: float) -> None:
         if self._state == "stopped":
             return
         self._stopping.set()
@@ -179,6 +255,17 @@ class BackgroundService:
             self._context.term()
         self._state = "stopped"
         log.debug("%s: stopped", self.name)
+
+    def _take_failure(self) -> MessagingError | None:
+        """Return the error to report for a failed thread, the first time only."""
+        if self._error is None or self._error_reported:
+            return None
+        self._error_reported = True
+        return MessagingError(
+            f"{self.name}: background thread failed with {self._error_text()} and stopped "
+            f"serving at that point. The traceback is in this error's __cause__ and in the "
+            f"log of {__name__}"
+        )
 
     def start(self) -> None:
         """Create the sockets and start the thread; each subclass implements it."""
@@ -195,4 +282,10 @@ class BackgroundService:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.stop()
+        if exc is None:
+            self.stop()
+            return
+        self._release(JOIN_TIMEOUT_S)
+        failure = self._take_failure()
+        if failure is not None:
+            exc.add_note(str(failure))

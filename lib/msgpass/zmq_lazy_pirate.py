@@ -29,7 +29,16 @@ from typing import Self
 import zmq
 
 from .errors import EndpointClosed, RequestFailed
-from .zmq_common import ZmqContext, ZmqSocket, connect, open_socket, translate_zmq_error
+from .zmq_common import (
+    Payload,
+    ZmqContext,
+    ZmqSocket,
+    check_payload,
+    check_timeout_s,
+    connect,
+    open_socket,
+    translate_zmq_error,
+)
 from .zmq_reqrep import DEFAULT_TIMEOUT_S, Reply, _new_client_id, _parse_reply, _raise_if_error
 
 __all__ = ["LazyPirateClient"]
@@ -46,6 +55,8 @@ class LazyPirateClient:
     for the next attempt. After the last attempt the client raises
     ``RequestFailed`` naming the request, the endpoint, the attempts and the
     timeout. The worst-case wait is therefore ``max_attempts * timeout_s``.
+    A ``timeout_s`` that is not a positive, finite number of seconds raises
+    ``TypeError`` or ``ValueError`` here, as in ``request()``.
 
         with LazyPirateClient(server.endpoint, timeout_s=0.1, max_attempts=3) as client:
             reply = client.request(b"ping")     # Reply(request_id=..., payload=..., attempts=1)
@@ -60,8 +71,9 @@ class LazyPirateClient:
         client_id: str | None = None,
         context: ZmqContext | None = None,
     ) -> None:
-        if timeout_s <= 0:
-            raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+        timeout_s = check_timeout_s(timeout_s)
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
+            raise TypeError(f"max_attempts must be an int, got {type(max_attempts).__name__}")
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
         self.endpoint = endpoint
@@ -80,12 +92,14 @@ class LazyPirateClient:
         self._stale = 0
         self._reconnects = 0
 
-    def request(self, payload: bytes) -> Reply:
+    def request(self, payload: Payload) -> Reply:
         """Send ``payload`` until a matching reply arrives, and return that reply.
 
         Raises ``RequestFailed`` after ``max_attempts`` attempts without a reply
-        and at once when the server's handler failed.
+        and at once when the server's handler failed. A ``payload`` that is not
+        bytes-like raises ``TypeError`` before anything is sent.
         """
+        check_payload(payload)
         if self._closed:
             raise EndpointClosed(f"Lazy Pirate client for {self.endpoint} is closed")
         self._sequence += 1
@@ -115,7 +129,7 @@ class LazyPirateClient:
             f"replies. Check that it runs on that endpoint, or raise timeout_s or max_attempts"
         )
 
-    def _attempt(self, request_id: str, payload: bytes) -> bytes | None:
+    def _attempt(self, request_id: str, payload: Payload) -> bytes | None:
         """Send once and wait for the matching reply; return None on timeout."""
         socket = self._ensure_socket()
         deadline = time.monotonic() + self.timeout_s

@@ -11,9 +11,11 @@ own module:
 - Reliable request/reply (``zmq_lazy_pirate``): ``LazyPirateClient``. It
   recovers from a lost reply by closing its REQ socket, opening a new one
   and resending.
-- Publish/subscribe (``zmq_pubsub``): ``Publisher`` (XPUB), ``Subscriber``
-  and ``measure_slow_joiner``, which shows the messages a new subscriber
-  loses and the subscription handshake that prevents the loss.
+- Publish/subscribe (``zmq_pubsub``): ``Publisher`` (XPUB) and
+  ``Subscriber``. Its experiments (``zmq_slow_joiner``):
+  ``measure_early_publish`` shows that messages published before a
+  subscription arrives are lost, and ``measure_slow_joiner`` shows the race
+  in practice and the subscription handshake that prevents the loss.
 - Pipeline (``zmq_pipeline``): ``Pipeline``, a PUSH/PULL ventilator,
   workers and sink with fair round-robin distribution.
 - Asynchronous request/reply with envelopes (``zmq_router``):
@@ -42,9 +44,15 @@ import logging
 from .zmq_common import JOIN_TIMEOUT_S, LOOPBACK_ANY_PORT, POLL_INTERVAL_MS, translate_zmq_error
 from .zmq_lazy_pirate import LazyPirateClient
 from .zmq_pipeline import Pipeline, PipelineResult
-from .zmq_pubsub import END_MARKER, Publisher, SlowJoinerResult, Subscriber, measure_slow_joiner
+from .zmq_pubsub import END_MARKER, Publisher, Subscriber
 from .zmq_reqrep import STATUS_ERROR, STATUS_OK, Reply, ReplyServer, RequestClient, request
 from .zmq_router import DealerClient, Envelope, RouterServer
+from .zmq_slow_joiner import (
+    EarlyPublishResult,
+    SlowJoinerResult,
+    measure_early_publish,
+    measure_slow_joiner,
+)
 
 __all__ = [
     "LOOPBACK_ANY_PORT",
@@ -61,6 +69,8 @@ __all__ = [
     "END_MARKER",
     "Publisher",
     "Subscriber",
+    "EarlyPublishResult",
+    "measure_early_publish",
     "SlowJoinerResult",
     "measure_slow_joiner",
     "Pipeline",
@@ -82,6 +92,8 @@ def _demo() -> None:
         for number in range(4):
             reply = client.request(f"request {number}".encode())
             print(f"REQ/REP: {reply.payload!r} after {reply.attempts} attempt(s)")
+    early = measure_early_publish(10)
+    print(f"PUB/SUB before the subscription arrived: received {early.received_early} of 10")
     for handshake in (False, True):
         result = measure_slow_joiner(1000, handshake=handshake)
         print(f"PUB/SUB handshake={handshake}: missed {result.missed[0]} of 1000")

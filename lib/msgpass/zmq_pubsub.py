@@ -18,7 +18,7 @@ subscriptions have arrived. The XPUB socket updates its subscription table
 before it hands that message over, so every message published afterwards
 reaches those subscribers.
 
-Two socket options matter for the measurement:
+Two socket options matter for the measurements in ``zmq_slow_joiner``:
 
 - ``XPUB_VERBOSE``: by default XPUB passes on only the first subscription to
   a topic, so n subscribers of the same topic would look like one.
@@ -41,7 +41,6 @@ import itertools
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
@@ -64,14 +63,11 @@ __all__ = [
     "END_MARKER",
     "Publisher",
     "Subscriber",
-    "SlowJoinerResult",
-    "measure_slow_joiner",
 ]
 
 log = logging.getLogger(__name__)
 
 END_MARKER = b"end"  # sequence frame of the end-of-stream marker
-END_RESEND_INTERVAL_S = 0.01  # how often the end marker is repeated until subscribers see it
 
 _subscriber_numbers = itertools.count(1)
 
@@ -136,6 +132,18 @@ class Publisher:
                 self._read_subscription(socket.recv(zmq.NOBLOCK))
         except zmq.ZMQError as error:
             raise translate_zmq_error(error, f"wait for subscribers on {self.endpoint}") from error
+
+    def subscription_pending(self) -> bool:
+        """Return whether a subscribe or unsubscribe message waits to be read, without reading it.
+
+        It never blocks. A True result means the XPUB socket has already
+        updated its subscription table for that message.
+        """
+        socket = self._open_socket()
+        try:
+            return bool(socket.poll(0, zmq.POLLIN))
+        except zmq.ZMQError as error:
+            raise translate_zmq_error(error, f"poll the publisher on {self.endpoint}") from error
 
     def _read_subscription(self, frame: bytes) -> None:
         if not frame or frame[0] not in (0, 1):
@@ -277,81 +285,3 @@ class Subscriber(BackgroundService):
 
     def __repr__(self) -> str:
         return f"<Subscriber {self.name} {self._state} endpoint={self.endpoint} {self.stats()}>"
-
-
-@dataclass(frozen=True)
-class SlowJoinerResult:
-    """Received and missed message counts of one run, one entry per subscriber."""
-
-    messages: int
-    handshake: bool
-    received: tuple[int, ...]
-    missed_at_start: tuple[int, ...]
-
-    @property
-    def missed(self) -> tuple[int, ...]:
-        """Messages each subscriber never received."""
-        return tuple(self.messages - count for count in self.received)
-
-
-def measure_slow_joiner(
-    messages: int = 1000,
-    *,
-    subscribers: int = 1,
-    handshake: bool = True,
-    topic: bytes = b"demo",
-    timeout_s: float = 5.0,
-) -> SlowJoinerResult:
-    """Publish ``messages`` messages to freshly connected subscribers and count what they missed.
-
-    With ``handshake=False`` the publisher starts as soon as the subscribers
-    have called ``connect()``, and the first messages are usually lost (how
-    many depends on the machine and its load, and may be 0). With
-    ``handshake=True`` it first waits for every subscription, and no message
-    is lost. Everything is closed and every thread joined before returning.
-    """
-    context: ZmqContext = zmq.Context()
-    try:
-        with Publisher(context=context) as publisher:
-            group = [Subscriber(publisher.endpoint, topic, context=context)
-                     for _ in range(subscribers)]
-            try:
-                for subscriber in group:
-                    subscriber.start()
-                if handshake:
-                    publisher.wait_subscribers(subscribers, timeout_s)
-                for number in range(messages):
-                    publisher.publish(topic, str(number).encode("ascii"))
-                _finish_stream(publisher, group, topic, timeout_s)
-                received = tuple(len(subscriber.sequences) for subscriber in group)
-                missed_at_start = tuple(
-                    subscriber.sequences[0] if subscriber.sequences else messages
-                    for subscriber in group
-                )
-            finally:
-                for subscriber in group:
-                    subscriber.stop()
-    finally:
-        context.term()
-    return SlowJoinerResult(messages, handshake, received, missed_at_start)
-
-
-def _finish_stream(
-    publisher: Publisher, group: list[Subscriber], topic: bytes, timeout_s: float
-) -> None:
-    """Repeat the end marker until every subscriber has seen it.
-
-    One marker is not enough: in the naive run it can itself be lost to a
-    subscription that has not arrived yet.
-    """
-    deadline = time.monotonic() + timeout_s
-    for subscriber in group:
-        while True:
-            publisher.publish_end(topic)
-            if subscriber.wait_end(END_RESEND_INTERVAL_S):
-                break
-            if time.monotonic() > deadline:
-                raise MessagingTimeout(
-                    f"{subscriber.name} saw no end marker within {timeout_s} s; "
-                    f"is it connected to {publisher.endpoint}?"
-                )

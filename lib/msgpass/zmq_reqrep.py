@@ -53,9 +53,12 @@ from .zmq_common import (
     LOOPBACK_ANY_PORT,
     POLL_INTERVAL_MS,
     BackgroundService,
+    Payload,
     ZmqContext,
     ZmqSocket,
     bind,
+    check_payload,
+    check_timeout_s,
     connect,
     open_socket,
     translate_zmq_error,
@@ -92,9 +95,17 @@ class Reply:
 class ReplyServer(BackgroundService):
     """A request/reply server in a background thread, able to drop replies on purpose.
 
-    ``handler(payload) -> bytes`` computes each reply. If it raises, the
-    client gets a reply with status ``b"error"`` and the exception's text, so
-    it fails at once instead of retrying a request that will always fail.
+    ``handler(payload) -> bytes`` computes each reply, and may return any
+    bytes-like object (bytes, bytearray or memoryview). If it raises, or
+    returns anything else (a ``str``, or None from a missing ``return``), the
+    client gets a reply with status ``b"error"`` and the error's text, so it
+    fails at once with ``RequestFailed`` instead of retrying a request that
+    will always fail. The server counts it in ``handler_errors``, logs it
+    with the request id and goes on serving.
+
+    If the serving thread itself fails, ``state`` becomes ``"failed"``,
+    ``stats()["error"]`` shows the exception and ``stop()`` raises it (see
+    ``BackgroundService``).
 
     Dropping: with ``drop_every=3`` the server runs the handler for every
     request but does not send the reply to the 3rd, 6th, 9th... request it
@@ -109,7 +120,7 @@ class ReplyServer(BackgroundService):
 
     def __init__(
         self,
-        handler: Callable[[bytes], bytes],
+        handler: Callable[[bytes], Payload],
         endpoint: str = LOOPBACK_ANY_PORT,
         *,
         drop_every: int | None = None,
@@ -176,23 +187,29 @@ class ReplyServer(BackgroundService):
             log.info("%s: request %r arrived again (a client retry)", self.name, request_id)
         self._remember(request_id)
 
-        try:
-            status, body = STATUS_OK, self._handler(payload)
-        except Exception as error:
-            self._handler_errors += 1
-            log.exception("%s: handler failed on request %r", self.name, request_id)
-            status, body = STATUS_ERROR, f"{type(error).__name__}: {error}".encode()
+        status, body = self._run_handler(payload, request_id)
 
         if self._should_drop():
             self._dropped += 1
             log.info("%s: dropping the reply to request %r on purpose", self.name, request_id)
             return
+        # Counted before the send: a client that already holds its reply must not
+        # read a stats() that is one reply short.
+        self._replied += 1
         try:
             socket.send_multipart([routing_id, b"", request_id, status, body], zmq.NOBLOCK)
         except zmq.ZMQError as error:
+            self._replied -= 1
             log.warning("%s: reply to request %r not sent: %s", self.name, request_id, error)
-            return
-        self._replied += 1
+
+    def _run_handler(self, payload: bytes, request_id: bytes) -> tuple[bytes, Payload]:
+        """Run the handler and return the reply status and body; a failure gives an error reply."""
+        try:
+            return STATUS_OK, _check_handler_result(self._handler(payload))
+        except Exception as error:
+            self._handler_errors += 1
+            log.exception("%s: handler failed on request %r", self.name, request_id)
+            return STATUS_ERROR, f"{type(error).__name__}: {error}".encode()
 
     def _remember(self, request_id: bytes) -> None:
         self._seen_ids[request_id] = None
@@ -204,8 +221,12 @@ class ReplyServer(BackgroundService):
             return True
         return self._drop_probability > 0.0 and self._random.random() < self._drop_probability
 
-    def stats(self) -> dict[str, int]:
-        """Counters: requests received, replies sent and dropped, retries seen, errors."""
+    def stats(self) -> dict[str, int | str | None]:
+        """Counters (requests received, replies sent and dropped, retries seen, errors) and state.
+
+        ``error`` is None while the serving thread works, and the exception
+        that stopped it, as ``"Type: message"``, after it failed.
+        """
         return {
             "received": self._received,
             "replied": self._replied,
@@ -213,13 +234,29 @@ class ReplyServer(BackgroundService):
             "duplicates": self._duplicates,
             "handler_errors": self._handler_errors,
             "malformed": self._malformed,
+            "state": self._state,
+            "error": self._error_text(),
         }
 
     def __repr__(self) -> str:
+        failure = f" error={self._error_text()!r}" if self._error is not None else ""
         return (
             f"<ReplyServer {self.name} {self._state} endpoint={self._endpoint} "
-            f"received={self._received} replied={self._replied} dropped={self._dropped}>"
+            f"received={self._received} replied={self._replied} dropped={self._dropped}{failure}>"
         )
+
+
+def _check_handler_result(result: object) -> Payload:
+    """Return the handler's result if it is bytes-like, else raise TypeError saying what to fix."""
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        return result
+    if isinstance(result, str):
+        raise TypeError(
+            "handler returned str, expected bytes; encode it, for example with .encode()"
+        )
+    if result is None:
+        raise TypeError("handler returned None, expected bytes; is a return statement missing?")
+    raise TypeError(f"handler returned {type(result).__name__}, expected bytes")
 
 
 def _new_client_id() -> str:
@@ -266,13 +303,26 @@ class RequestClient:
         self._socket: ZmqSocket | None = open_socket(self._context, zmq.REQ)
         connect(self._socket, endpoint)
 
-    def request(self, payload: bytes, timeout_s: float = DEFAULT_TIMEOUT_S) -> bytes:
+    def request(self, payload: Payload, timeout_s: float = DEFAULT_TIMEOUT_S) -> bytes:
         """Send ``payload``, wait up to ``timeout_s`` seconds for the reply and return it.
 
         Raises ``MessagingTimeout`` when no reply comes, ``RequestFailed`` when
         the server's handler failed, and ``MessagingError`` (EFSM) when an
         earlier request on this socket is still waiting for its reply.
+        ``payload`` must be bytes-like and ``timeout_s`` a positive, finite
+        number of seconds, else ``TypeError`` or ``ValueError``.
         """
+        return self._request(
+            payload,
+            timeout_s,
+            "This REQ socket now waits for that reply and rejects new requests (EFSM): "
+            "close it and open a new one, as LazyPirateClient does",
+        )
+
+    def _request(self, payload: Payload, timeout_s: float, timeout_advice: str) -> bytes:
+        """Send one request and return its reply; ``timeout_advice`` ends the timeout message."""
+        check_payload(payload)
+        timeout_s = check_timeout_s(timeout_s)
         if self._socket is None:
             raise EndpointClosed(f"request client for {self.endpoint} is closed")
         self._sequence += 1
@@ -285,8 +335,7 @@ class RequestClient:
                 self._timeouts += 1
                 raise MessagingTimeout(
                     f"no reply to request {request_id} from {self.endpoint} within {timeout_s} s. "
-                    f"This REQ socket now waits for that reply and rejects new requests (EFSM): "
-                    f"close it and open a new one, as LazyPirateClient does"
+                    f"{timeout_advice}"
                 )
             frames = self._socket.recv_multipart(zmq.NOBLOCK)
         except zmq.ZMQError as error:
@@ -332,14 +381,28 @@ class RequestClient:
 
 def request(
     endpoint: str,
-    payload: bytes,
+    payload: Payload,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     *,
     context: ZmqContext | None = None,
 ) -> bytes:
     """Send one request on a new REQ socket and return the reply; the socket is closed after.
 
-    Raises ``MessagingTimeout`` when no reply comes within ``timeout_s`` seconds.
+    Raises ``MessagingTimeout`` when no reply comes within ``timeout_s``
+    seconds, and ``RequestFailed`` when the server's handler failed.
+    ``payload`` must be bytes-like and ``timeout_s`` a positive, finite
+    number of seconds, else ``TypeError`` or ``ValueError``, raised before
+    any socket is opened.
     """
+    check_payload(payload)
+    timeout_s = check_timeout_s(timeout_s)
     with RequestClient(endpoint, context=context) as client:
-        return client.request(payload, timeout_s)
+        # The socket closes when this block ends, so the advice is not the
+        # RequestClient one about closing a stuck socket.
+        return client._request(
+            payload,
+            timeout_s,
+            "The server is down or slow, or it dropped the reply. request() has already "
+            "closed its socket, so a late reply is discarded. Check that a server runs on "
+            "that endpoint, raise timeout_s, or use LazyPirateClient, which retries",
+        )
