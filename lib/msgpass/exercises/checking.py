@@ -15,9 +15,12 @@ mark the checker cell as failed. On success it prints one line and returns a
 ``CheckReport``.
 
 Exceptions raised by the learner's code are reported the same way, with the
-line of the learner's code that raised them instead of a full traceback. A
-``NotImplementedError`` means the learner has not started yet, and the report
-states that instead.
+line of the learner's code that raised them instead of a full traceback. An
+unexpected exception (a bug such as an ``AttributeError``, not one of the
+library's ``MessagingError`` classes) gets a hint to fix that error first,
+because the sub-check's own hint is about wrong results, which the check never
+got to see. A ``NotImplementedError`` means the learner has not started yet,
+and the report states that instead.
 
 Sub-checks assert both safety (nothing wrong came out) and liveness (the work
 got done), so an answer that does nothing fails. Any randomness a sub-check
@@ -31,12 +34,17 @@ timeout, not by the checker.
 
 from __future__ import annotations
 
+import os
 import random
+import sysconfig
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from ..errors import MessagingError
 
 __all__ = [
     "CheckFailed",
@@ -107,17 +115,83 @@ def expect_equal(actual: object, expected: object, what: str, hint: str | None =
         )
 
 
-def _learner_location(error: BaseException) -> str:
-    """Return ``"in feed(), line 12"`` for the innermost frame of the traceback.
+# Code in these folders is the library's or Python's, never the learner's.
+_NOT_LEARNER_DIRS = tuple(
+    sorted(
+        {str(Path(__file__).resolve().parent.parent)}
+        | {
+            str(Path(sysconfig.get_paths()[key]).resolve())
+            for key in ("stdlib", "platstdlib", "purelib", "platlib")
+        }
+    )
+)
 
-    The innermost frame is usually the learner's own line. When the error came
-    from inside the standard library, it is still the most precise place to look.
+# Hints for the exceptions that learners' bugs raise most often.
+_ERROR_HINTS = {
+    "AttributeError": "An attribute that your code reads was never set, so check its "
+    "spelling and that __init__ sets it.",
+    "NameError": "A name is not defined, so check its spelling and run the cell that "
+    "imports or defines it.",
+    "TypeError": "A call got the wrong number or type of arguments, so compare it with "
+    "the contract in the exercise text.",
+    "UnboundLocalError": "A local variable is read before it is assigned on this path.",
+}
+
+
+def _is_learner_file(filename: str) -> bool:
+    if filename.startswith("<frozen"):
+        return False  # Python's own frozen modules, such as importlib
+    path = os.path.realpath(filename)
+    return not any(path.startswith(folder + os.sep) for folder in _NOT_LEARNER_DIRS)
+
+
+def _describe_file(filename: str) -> str:
+    # IPython compiles each cell to <ipython-input-N-...>, ipykernel 6 and
+    # later to a file in a folder named ipykernel_<pid>, with cell line numbers.
+    if filename.startswith("<ipython-input") or "ipykernel_" in filename:
+        return "your cell"
+    return os.path.basename(filename)
+
+
+def _learner_location(error: BaseException) -> str:
+    """Return where ``error`` came from, as ``"in feed(), line 12 of your cell: <code>"``.
+
+    The place is the innermost frame of the learner's code, skipping frames
+    of this library and of Python's own folders. When the error was raised
+    deeper, in code the learner called, that place is added in brackets.
+    When no frame belongs to the learner, the checker's call into the
+    learner's code failed, which usually means a wrong signature.
     """
     frames = traceback.extract_tb(error.__traceback__)
     if not frames:
         return "somewhere in your code"
-    last = frames[-1]
-    return f"in {last.name}(), line {last.lineno}: {(last.line or '').strip()}"
+    learner = [frame for frame in frames if _is_learner_file(frame.filename)]
+    innermost = frames[-1]
+    if not learner:
+        return (
+            f"in the checker's call to your code: {(innermost.line or '').strip()} "
+            f"({_describe_file(innermost.filename)}, line {innermost.lineno}); check "
+            f"that your names and signatures match the exercise"
+        )
+    frame = learner[-1]
+    where = f"in {frame.name}(), line {frame.lineno} of {_describe_file(frame.filename)}"
+    if frame.line:  # empty when the source is not available, as for some exec'd code
+        where += f": {frame.line.strip()}"
+    if frame is not innermost:
+        where += f" (raised inside {_describe_file(innermost.filename)}, line {innermost.lineno})"
+    return where
+
+
+def _unexpected_error_hint(error: BaseException, sub_check_name: str) -> str:
+    parts = ["fix this error first."]
+    specific = _ERROR_HINTS.get(type(error).__name__)
+    if specific is not None:
+        parts.append(specific)
+    parts.append(
+        f"The check '{sub_check_name}' stopped when your code raised it, "
+        f"so it has not judged your results yet"
+    )
+    return " ".join(parts)
 
 
 class Check:
@@ -197,13 +271,24 @@ class Check:
                 f"NotImplementedError in the exercise cell "
                 f"(raised {_learner_location(error)})"
             )
-        except Exception as error:  # any error raised by learner code is a finding
+        except MessagingError as error:
+            # One of the library's errors, raised on purpose by the learner's code
+            # but at the wrong moment: the sub-check's hint is about exactly that.
             return "\n".join(
                 [
                     heading,
                     f"  your code raised {type(error).__name__}: {error}",
                     f"  where:    {_learner_location(error)}",
                     f"  hint:     {sub_check.hint}",
+                ]
+            )
+        except Exception as error:  # a bug in the learner's code is a finding, not a crash
+            return "\n".join(
+                [
+                    heading,
+                    f"  your code raised an unexpected {type(error).__name__}: {error}",
+                    f"  where:    {_learner_location(error)}",
+                    f"  hint:     {_unexpected_error_hint(error, sub_check.name)}",
                 ]
             )
         return None
