@@ -14,8 +14,11 @@ from conftest import REPO
 from msgpass.exercises.student_edition import (
     BEGIN_MARKER,
     END_MARKER,
+    MAX_REPORT_LINES,
     Exercise,
+    ExerciseResult,
     MarkerError,
+    format_result,
     main,
     make_student_notebook,
     run_checkers,
@@ -165,7 +168,7 @@ def test_duplicate_exercise_ids_rejected() -> None:
 
 
 def test_real_labs_student_edition(tmp_path: Path) -> None:
-    written = write_student_edition(LABS_DIR, tmp_path / "student")
+    written = write_student_edition(LABS_DIR, tmp_path / "student").written
     assert {path.name for path in written} == {path.name for path in LABS_DIR.glob("*.ipynb")}
     for path in written:
         notebook = nbformat.read(path, as_version=4)
@@ -215,6 +218,158 @@ def test_main_writes_edition(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert (tmp_path / "student" / "03-tcp-framing.ipynb").is_file()
 
 
+# ---------------------------------------------------------------------------
+# Running the tool again keeps the learner's work
+# ---------------------------------------------------------------------------
+
+
+def _two_labs(tmp_path: Path) -> Path:
+    labs = tmp_path / "labs"
+    labs.mkdir()
+    nbformat.write(_exercise_notebook(METHOD_CELL), labs / "01-one.ipynb")
+    nbformat.write(_exercise_notebook(METHOD_CELL), labs / "02-two.ipynb")
+    return labs
+
+
+def _solve(path: Path) -> str:
+    """Replace the stub in a student notebook by a learner's answer; return the new source."""
+    notebook = nbformat.read(path, as_version=4)
+    notebook.cells[1].source = notebook.cells[1].source.replace(STUB, "return n + 1")
+    nbformat.write(notebook, path)
+    return str(notebook.cells[1].source)
+
+
+def test_rerun_keeps_edited_notebook(tmp_path: Path) -> None:
+    labs, out = _two_labs(tmp_path), tmp_path / "student"
+    write_student_edition(labs, out)
+    answer = _solve(out / "01-one.ipynb")
+    edited_bytes = (out / "01-one.ipynb").read_bytes()
+
+    edition = write_student_edition(labs, out)
+
+    assert edition.skipped == (out / "01-one.ipynb",)
+    assert edition.unchanged == (out / "02-two.ipynb",)
+    assert edition.written == ()
+    assert (out / "01-one.ipynb").read_bytes() == edited_bytes
+    assert "return n + 1" in answer
+
+
+def test_rerun_writes_new_notebooks(tmp_path: Path) -> None:
+    labs, out = _two_labs(tmp_path), tmp_path / "student"
+    write_student_edition(labs, out)
+    _solve(out / "01-one.ipynb")
+    (out / "02-two.ipynb").unlink()
+
+    edition = write_student_edition(labs, out)
+
+    assert edition.written == (out / "02-two.ipynb",)
+    assert edition.skipped == (out / "01-one.ipynb",)
+
+
+def test_rerun_leaves_run_notebook_alone(tmp_path: Path) -> None:
+    labs, out = _two_labs(tmp_path), tmp_path / "student"
+    write_student_edition(labs, out)
+    # A learner ran the notebook: outputs appeared, the cells did not change.
+    notebook = nbformat.read(out / "01-one.ipynb", as_version=4)
+    notebook.cells[2].outputs = [new_output("stream", name="stdout", text="check\n")]
+    nbformat.write(notebook, out / "01-one.ipynb")
+    run_bytes = (out / "01-one.ipynb").read_bytes()
+
+    edition = write_student_edition(labs, out)
+
+    assert (out / "01-one.ipynb") in edition.unchanged
+    assert (out / "01-one.ipynb").read_bytes() == run_bytes
+
+
+def test_force_overwrites_edited_notebook(tmp_path: Path) -> None:
+    labs, out = _two_labs(tmp_path), tmp_path / "student"
+    write_student_edition(labs, out)
+    _solve(out / "01-one.ipynb")
+
+    edition = write_student_edition(labs, out, force=True)
+
+    assert edition.written == (out / "01-one.ipynb",)
+    assert edition.skipped == ()
+    restored = nbformat.read(out / "01-one.ipynb", as_version=4)
+    assert STUB in restored.cells[1].source
+
+
+def test_unreadable_notebook_is_kept(tmp_path: Path) -> None:
+    labs, out = _two_labs(tmp_path), tmp_path / "student"
+    out.mkdir()
+    (out / "01-one.ipynb").write_text("not a notebook", encoding="utf-8")
+
+    edition = write_student_edition(labs, out)
+
+    assert edition.skipped == (out / "01-one.ipynb",)
+    assert (out / "01-one.ipynb").read_text(encoding="utf-8") == "not a notebook"
+
+
+def test_main_lists_skipped_and_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    labs, out = _two_labs(tmp_path), tmp_path / "student"
+    assert main(["--labs", str(labs), "--out", str(out)]) == 0
+    _solve(out / "01-one.ipynb")
+    capsys.readouterr()
+
+    status = main(["--labs", str(labs), "--out", str(out)])
+
+    output = capsys.readouterr().out
+    assert status == 0
+    assert f"skipped {out / '01-one.ipynb'}: its cells differ" in output
+    assert f"unchanged {out / '02-two.ipynb'}" in output
+    assert "rerun with --force" in output
+    assert "return n + 1" in (out / "01-one.ipynb").read_text(encoding="utf-8")
+
+    assert main(["--labs", str(labs), "--out", str(out), "--force"]) == 0
+    assert f"wrote {out / '01-one.ipynb'}" in capsys.readouterr().out
+    assert "return n + 1" not in (out / "01-one.ipynb").read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------
+# What --check prints
+# ---------------------------------------------------------------------------
+
+REPORT = """\
+exercise add-one: check 'adds' failed (0 of 2 checks passed before it)
+  expected: add_one(1) == 2
+  got:      3
+  hint:     add one, not two"""
+
+
+def test_format_result_prints_whole_report() -> None:
+    text = format_result(ExerciseResult("add-one", False, REPORT))
+    lines = text.splitlines()
+    assert (
+        lines[0]
+        == "FAIL  add-one: exercise add-one: check 'adds' failed (0 of 2 checks passed before it)"
+    )
+    assert lines[1] == "        expected: add_one(1) == 2"
+    assert lines[2] == "        got:      3"
+    assert lines[3] == "        hint:     add one, not two"
+
+
+def test_format_result_pass_is_one_line() -> None:
+    assert format_result(ExerciseResult("add-one", True, "passed")) == "pass  add-one: passed"
+
+
+def test_format_result_cuts_long_message() -> None:
+    message = "\n".join(f"line {number}" for number in range(MAX_REPORT_LINES + 11))
+    lines = format_result(ExerciseResult("add-one", False, message)).splitlines()
+    assert len(lines) == MAX_REPORT_LINES + 2
+    assert lines[-1] == "      ... (10 more lines)"
+
+
+def test_check_without_exercises_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "plain.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("x = 1")]), path)
+
+    assert run_checkers(path) == []
+    assert main(["--check", str(path)]) == 0
+    assert capsys.readouterr().out.startswith(f"no exercises in {path}")
+
+
 def test_main_reports_unknown_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status = main(["--labs", str(tmp_path / "nowhere"), "--out", str(tmp_path / "student")])
     assert status == 2
@@ -255,3 +410,44 @@ def test_run_checkers_on_student_lab3(tmp_path: Path) -> None:
     results = run_checkers(tmp_path / "03-tcp-framing.ipynb")
     assert [(r.exercise_id, r.passed) for r in results] == [("frame-decoder", False)]
     assert "exercise frame-decoder is not implemented yet" in results[0].message
+
+
+LEARNER_BUG_CELL = """\
+# Exercise frame-decoder: write a decoder
+from msgpass.exercises import check_frame_decoder
+class MyFrameDecoder:
+    def __init__(self, max_frame_bytes):
+        self.buffer = bytearray()
+    def feed(self, data):
+        self.bufer += data
+        return []
+    def close(self):
+        pass
+"""
+
+
+def test_main_check_prints_whole_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    learner = new_notebook(
+        cells=[
+            new_code_cell(LEARNER_BUG_CELL, metadata={"tags": ["exercise"]}),
+            new_code_cell("check_frame_decoder(MyFrameDecoder)"),
+        ],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+    )
+    path = tmp_path / "learner.ipynb"
+    nbformat.write(learner, path)
+
+    status = main(["--check", str(path)])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert status == 1
+    assert lines[0] == (
+        "FAIL  frame-decoder: exercise frame-decoder: check 'single frame' failed "
+        "(0 of 8 checks passed before it)"
+    )
+    assert lines[1] == (
+        "        your code raised an unexpected AttributeError: "
+        "'MyFrameDecoder' object has no attribute 'bufer'"
+    )
+    assert lines[2] == "        where:    in feed(), line 7 of your cell: self.bufer += data"
+    assert lines[3].startswith("        hint:     fix this error first.")
