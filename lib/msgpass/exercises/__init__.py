@@ -4,6 +4,8 @@
   ``ExerciseFailed``, ``CheckReport``).
 - ``framing_checks``: ``check_frame_decoder``, the checker of exercise
   ``frame-decoder`` in lab 3.
+- ``promise_checks``, ``retry_checks``: the checkers of the promise, retry
+  and deadline exercises in lab 8.
 - ``student_edition``: ``python -m msgpass.exercises.student_edition`` copies
   every lab with its reference solutions replaced by stubs, and runs the
   checkers of a learner's notebook.
@@ -11,6 +13,8 @@
 
 from .checking import Check, CheckFailed, CheckReport, ExerciseFailed
 from .framing_checks import check_frame_decoder
+from .promise_checks import check_promise_all, check_promise_then
+from .retry_checks import check_retry, check_with_deadline
 
 __all__ = [
     "Check",
@@ -18,4 +22,8 @@ __all__ = [
     "CheckReport",
     "ExerciseFailed",
     "check_frame_decoder",
+    "check_promise_all",
+    "check_promise_then",
+    "check_retry",
+    "check_with_deadline",
 ]

@@ -1,0 +1,24 @@
+"""Wrong: uses 'equal jitter' (half the bound plus up to half again) instead of full jitter."""
+
+# Exercise retry-backoff-jitter: retry with exponential backoff and full jitter
+def retry(
+    op: Callable[[], Any],
+    *,
+    attempts: int,
+    base_delay_s: float,
+    max_delay_s: float,
+    rng: random.Random,
+    sleep: Callable[[float], None],
+) -> Any:
+    """Call op() up to `attempts` times, sleeping a full-jitter backoff between attempts."""
+    if attempts < 1:
+        raise ValueError(f"attempts must be at least 1, got {attempts}")
+    for attempt in range(attempts):
+        try:
+            return op()
+        except Exception:
+            if attempt == attempts - 1:
+                raise  # the last attempt's error, unchanged
+        bound_s = min(max_delay_s, base_delay_s * 2**attempt)
+        sleep(bound_s / 2 + rng.uniform(0.0, bound_s / 2))
+    raise AssertionError("unreachable: the loop returns or raises")
