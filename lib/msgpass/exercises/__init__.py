@@ -13,6 +13,8 @@
 
 from .checking import Check, CheckFailed, CheckReport, ExerciseFailed
 from .framing_checks import check_frame_decoder
+from .styles_checks import check_callback_future, check_with_timeout
+from .styles_loop_checks import check_echo_handlers, check_once_emitter
 from .promise_checks import check_promise_all, check_promise_then
 from .retry_checks import check_retry, check_with_deadline
 
@@ -22,6 +24,10 @@ __all__ = [
     "CheckReport",
     "ExerciseFailed",
     "check_frame_decoder",
+    "check_callback_future",
+    "check_echo_handlers",
+    "check_once_emitter",
+    "check_with_timeout",
     "check_promise_all",
     "check_promise_then",
     "check_retry",

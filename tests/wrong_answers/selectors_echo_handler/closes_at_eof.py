@@ -1,0 +1,46 @@
+"""Close as soon as recv() returns b'', dropping echo bytes that are still unsent."""
+
+import selectors
+import socket
+
+RECV_BYTES = 65536
+
+
+class EchoConnection:
+    """One client of a selectors echo server: its socket, its unsent bytes and its handlers."""
+
+    def __init__(self, selector: selectors.BaseSelector, sock: socket.socket) -> None:
+        self.selector = selector
+        self.sock = sock
+        self.outgoing = bytearray()
+        self.peer_done = False
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ, self)
+
+    def close(self) -> None:
+        self.selector.unregister(self.sock)
+        self.sock.close()
+
+    def on_readable(self) -> None:
+        try:
+            data = self.sock.recv(RECV_BYTES)
+        except BlockingIOError:
+            return
+        if not data:
+            self.close()
+            return
+        self.outgoing += data
+        self.selector.modify(self.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, self)
+
+    def on_writable(self) -> None:
+        try:
+            sent = self.sock.send(self.outgoing)
+        except BlockingIOError:
+            return
+        del self.outgoing[:sent]
+        if self.outgoing:
+            return
+        if self.peer_done:
+            self.close()
+        else:
+            self.selector.modify(self.sock, selectors.EVENT_READ, self)
