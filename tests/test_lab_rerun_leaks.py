@@ -28,7 +28,13 @@ import gc as _probe_gc, threading as _probe_threading, psutil as _probe_psutil
 _probe_process = _probe_psutil.Process()
 def _probe_state():
     _probe_gc.collect()
-    threads = {t.ident: t.name for t in _probe_threading.enumerate()}
+    # pyzmq starts GarbageCollectorThread the first time the kernel sends a large
+    # output without copying it; that thread belongs to the kernel, not to the lab.
+    threads = {
+        t.ident: t.name
+        for t in _probe_threading.enumerate()
+        if type(t).__name__ != "GarbageCollectorThread"
+    }
     children = {p.pid: " ".join(p.cmdline()[:3]) for p in _probe_process.children(recursive=True)}
     sockets = sorted(
         f"{c.type.name} {c.laddr} -> {c.raddr or '-'} {c.status}"
