@@ -46,14 +46,16 @@ TIMING_WINDOW_BYTES = 256 * 1024
 EARLY_WINDOWS = slice(1, 6)  # windows 1 to 5; window 0 also pays for warming up
 LATE_WINDOWS = slice(-5, None)  # the last 5 windows
 # Measured on a 2-core Linux VM (Python 3.11), late median / early median:
-# 0.9-1.2 for linear decoders (including one that loops over every byte, also
-# with three busy processes competing for the cores), 9-23 for a decoder that
-# rebuilds its buffer on every feed. The limit sits between the two.
+# 0.8-1.3 for linear decoders, including one that loops over every byte, also
+# with three busy processes competing for the cores. For the decoder that
+# rebuilds its buffer on every feed: 7.7 idle, 33 with the busy processes.
+# The limit sits between the two.
 MAX_SLOWDOWN_RATIO = 4.0
-# A late window faster than this passes whatever the ratio: copying a buffer of
-# 7 MiB on each of 256 feeds moves about 1.9 GB, which no current machine does
-# in 5 ms. The floor keeps timer and scheduler noise on fast decoders from
-# deciding the check.
+# A late window faster than this passes whatever the ratio, so that timer and
+# scheduler noise on fast decoders cannot decide the check. A quadratic decoder
+# cannot get under it: copying a 7 MiB buffer on each of 256 feeds moves about
+# 1.9 GB, which in 5 ms takes about 380 GB/s, several times the memory
+# bandwidth of a desktop machine today (an estimate).
 LATE_WINDOW_FLOOR_S = 0.005
 
 

@@ -105,7 +105,7 @@ class Exercise:
 
 @dataclass(frozen=True)
 class StudentEdition:
-    """What ``write_student_edition`` did with each notebook of the labs folder.
+    """The outcome of ``write_student_edition`` for each notebook of the labs folder.
 
     ``written``: notebooks that were new, or replaced because of ``force``.
     ``unchanged``: existing notebooks whose cells already match the student
