@@ -6,6 +6,12 @@ holds its own locks. So handlers are queued and run later, one at a time,
 on a thread that belongs to a ``Dispatcher``. JavaScript has the same rule
 and calls its queue the microtask queue.
 ``msgpass.styles.promise`` uses this module, and re-exports its names.
+
+Handing a handler to another thread is the expensive part, so the queue is
+built to make it rare. The thread drains the queue without taking the lock,
+and a producer wakes it with a notify only when it is parked waiting for
+work. A handler that queues another handler runs on the dispatcher thread
+itself, so a chain of handlers never pays for a wake-up.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import collections
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from ..errors import MessagingTimeout
 
@@ -54,12 +60,20 @@ class Dispatcher:
             raise ValueError(f"idle_exit_s must be positive, got {idle_exit_s!r}")
         self.name = name
         self.idle_exit_s = idle_exit_s
-        self._condition = threading.Condition()
+        # Guards the queue, the fields below and the state of every promise on
+        # this dispatcher. Reentrant, so that a finalizer that runs during
+        # garbage collection while the lock is held can still queue work
+        # instead of deadlocking.
+        self._lock = threading.RLock()
+        self._wakeup = threading.Condition(self._lock)
         self._queue: collections.deque[tuple[Callable[..., object], tuple[Any, ...]]] = (
             collections.deque()
         )
         self._thread: threading.Thread | None = None
+        # True while the thread waits for work, the only time it needs a notify.
+        self._parked = False
         self._closed = False
+        # Written only by the dispatcher thread, so they need no lock.
         self._executed = 0
         self._failed = 0
         self._threads_started = 0
@@ -69,20 +83,42 @@ class Dispatcher:
 
         Raises ``RuntimeError`` after ``close``.
         """
-        with self._condition:
-            if self._closed:
-                raise RuntimeError(
-                    f"dispatcher {self.name!r} is closed and accepts no new handlers"
-                )
-            self._queue.append((fn, args))
-            if self._thread is None:
-                self._threads_started += 1
-                self._thread = threading.Thread(
-                    target=self._run, name=f"{self.name}-{self._threads_started}", daemon=True
-                )
-                self._thread.start()
-            else:
-                self._condition.notify()
+        with self._lock:
+            self._call_soon_locked(fn, args)
+
+    def _call_soon_locked(self, fn: Callable[..., object], args: tuple[Any, ...]) -> None:
+        """Queue ``fn(*args)``, as ``call_soon`` does, for a caller that holds ``_lock``."""
+        if self._closed:
+            self._raise_closed()
+        self._queue.append((fn, args))
+        if self._thread is None or self._parked:
+            self._start_or_wake_locked()
+
+    def _call_all_soon_locked(
+        self, calls: list[tuple[Callable[..., object], tuple[Any, ...]]]
+    ) -> None:
+        """Queue each ``(fn, args)`` of ``calls`` in order, for a caller that holds ``_lock``."""
+        if self._closed:
+            self._raise_closed()
+        self._queue.extend(calls)
+        if self._thread is None or self._parked:
+            self._start_or_wake_locked()
+
+    def _raise_closed(self) -> NoReturn:
+        raise RuntimeError(f"dispatcher {self.name!r} is closed and accepts no new handlers")
+
+    def _start_or_wake_locked(self) -> None:
+        if self._thread is None:
+            self._threads_started += 1
+            self._thread = threading.Thread(
+                target=self._run, name=f"{self.name}-{self._threads_started}", daemon=True
+            )
+            self._thread.start()
+        elif self._parked:
+            # A handler that queues more work runs on the dispatcher thread,
+            # which is not parked, so it never pays for this wake-up.
+            self._parked = False
+            self._wakeup.notify()
 
     def in_dispatcher_thread(self) -> bool:
         """Return True when the caller is running on this dispatcher's thread."""
@@ -97,9 +133,9 @@ class Dispatcher:
         """
         if self.in_dispatcher_thread():
             raise RuntimeError("Dispatcher.close() called from one of its own handlers")
-        with self._condition:
+        with self._lock:
             self._closed = True
-            self._condition.notify_all()
+            self._wakeup.notify_all()
             thread = self._thread
         if thread is not None:
             thread.join(timeout_s)
@@ -110,7 +146,7 @@ class Dispatcher:
 
     def stats(self) -> dict[str, int]:
         """Return counters for display: queued, executed and failed callbacks, threads started."""
-        with self._condition:
+        with self._lock:
             return {
                 "queued": len(self._queue),
                 "executed": self._executed,
@@ -119,7 +155,7 @@ class Dispatcher:
             }
 
     def __repr__(self) -> str:
-        with self._condition:
+        with self._lock:
             if self._closed:
                 state = "closed"
             elif self._thread is not None:
@@ -130,29 +166,42 @@ class Dispatcher:
         return f"<Dispatcher {self.name!r} {state} queued={queued} executed={self._executed}>"
 
     def _run(self) -> None:
+        queue = self._queue
         while True:
-            with self._condition:
-                while not self._queue:
-                    if self._closed:
-                        self._thread = None
-                        return
-                    # The timeout is checked again under the lock, so a handler
-                    # queued at the last moment is never stranded.
-                    if not self._condition.wait(self.idle_exit_s) and not self._queue:
-                        self._thread = None
-                        return
-                fn, args = self._queue.popleft()
+            # popleft() is atomic, so the thread drains the queue without the
+            # lock and takes the lock only when the queue looks empty.
+            try:
+                fn, args = queue.popleft()
+            except IndexError:
+                if self._wait_for_work():
+                    continue
+                return
             try:
                 fn(*args)
             except BaseException:
                 log.exception("dispatcher %r: callback %r raised; continuing", self.name, fn)
-                with self._condition:
-                    self._failed += 1
+                self._failed += 1
             # Drop the references before waiting for more work, or the last
             # promise would stay alive and its unhandled rejection unreported.
             del fn, args
-            with self._condition:
-                self._executed += 1
+            self._executed += 1
+
+    def _wait_for_work(self) -> bool:
+        """Wait until work is queued; return False when the thread should exit.
+
+        The queue is checked again under the lock, and producers append under
+        the lock, so a handler queued at the last moment is never stranded.
+        """
+        with self._lock:
+            if not self._queue and not self._closed:
+                self._parked = True
+                self._wakeup.wait(self.idle_exit_s)
+                self._parked = False
+            if self._queue:
+                return True
+            # Closed, or idle for idle_exit_s: the next call_soon starts a new thread.
+            self._thread = None
+            return False
 
 
 _default_dispatcher = Dispatcher()
