@@ -11,6 +11,7 @@ import asyncio
 import gc
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from concurrent.futures import CancelledError as ConcurrentCancelledError
@@ -74,6 +75,9 @@ def test_repr_shows_state() -> None:
     rejected = Promise.reject(ValueError("bad"))
     assert repr(rejected) == f"<Promise #{rejected.id} rejected error=ValueError('bad')>"
     rejected.catch(lambda error: None)
+
+    unwatched: Promise[int] = Promise()
+    assert repr(unwatched) == f"<Promise #{unwatched.id} pending handlers=0>"
 
 
 def test_executor_second_settle_ignored(caplog: pytest.LogCaptureFixture) -> None:
@@ -237,6 +241,42 @@ def test_wait_from_own_dispatcher_raises() -> None:
     assert len(seen) == 1
     assert "deadlock" in str(seen[0])
     pending.fulfill(0)
+
+
+def wait_until(condition: Any, what: str) -> None:
+    """Poll ``condition()`` until it is true; fail after TIMEOUT_S seconds."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.001)
+
+
+def test_wait_on_settled_promise_creates_no_event() -> None:
+    promise = Promise.resolve("done")
+    promise.wait(TIMEOUT_S)
+
+    assert promise._waiter is None
+
+
+def test_wait_from_thread_woken_by_fulfill() -> None:
+    promise: Promise[str] = Promise()
+    results: list[str] = []
+    waiter_thread = threading.Thread(target=lambda: results.append(promise.result(TIMEOUT_S)))
+    waiter_thread.start()
+
+    wait_until(lambda: promise._waiter is not None, "the thread waits on the promise")
+    promise.fulfill("woken")
+    waiter_thread.join(TIMEOUT_S)
+
+    assert results == ["woken"]
+
+
+def test_promise_has_no_instance_dict() -> None:
+    promise = Promise.resolve(1)
+
+    assert not hasattr(promise, "__dict__")
+    with pytest.raises(AttributeError):
+        promise.extra = 1  # type: ignore[attr-defined]
 
 
 def test_wait_timeout_raises_messaging_timeout() -> None:
@@ -640,6 +680,53 @@ def test_dispatcher_close_drains_queue() -> None:
     assert "closed" in repr(closing)
     with pytest.raises(RuntimeError, match="closed"):
         closing.call_soon(ran.append, 5)
+
+
+def test_dispatcher_wakes_when_parked() -> None:
+    # A long idle exit, so the thread parks instead of exiting.
+    patient = Dispatcher(name="parked-test", idle_exit_s=60.0)
+    first = threading.Event()
+    patient.call_soon(first.set)
+    assert first.wait(TIMEOUT_S)
+    wait_until(lambda: patient._parked, "the dispatcher thread waits for work")
+
+    second = threading.Event()
+    patient.call_soon(second.set)
+
+    assert second.wait(TIMEOUT_S)
+    assert patient.stats()["threads_started"] == 1
+    patient.close(TIMEOUT_S)
+
+
+def test_dispatcher_keeps_order_of_nested_calls(dispatcher: Dispatcher) -> None:
+    order: list[str] = []
+    done = threading.Event()
+    gate = block(dispatcher)
+
+    def outer(name: str) -> None:
+        order.append(name)
+        dispatcher.call_soon(order.append, f"{name} nested")
+
+    dispatcher.call_soon(outer, "a")
+    dispatcher.call_soon(outer, "b")
+    dispatcher.call_soon(lambda: dispatcher.call_soon(done.set))
+    gate.set()
+
+    assert done.wait(TIMEOUT_S)
+    assert order == ["a", "b", "a nested", "b nested"]
+
+
+def test_promises_on_two_dispatchers_adopt() -> None:
+    first = Dispatcher(name="first-test")
+    second = Dispatcher(name="second-test")
+    source, resolve, _ = Promise.with_resolvers(dispatcher=first)
+    chained = Promise.resolve(None, dispatcher=second).then(lambda _: source)
+
+    resolve("across")
+
+    assert chained.result(TIMEOUT_S) == "across"
+    first.close(TIMEOUT_S)
+    second.close(TIMEOUT_S)
 
 
 def test_dispatcher_names_reexported_by_promise() -> None:

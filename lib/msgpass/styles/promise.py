@@ -18,10 +18,11 @@ the matching methods of Java's ``CompletableFuture``:
   or a ``concurrent.futures.Future`` makes the new promise adopt that
   object's outcome (``thenApply`` versus ``thenCompose`` in Java, one method
   here as in JavaScript). A missing handler passes the outcome through.
-- Handlers run on a ``Dispatcher``: one thread that runs them one at a time,
-  in the order they were queued. A handler never runs inside the call to
-  ``then``, ``fulfill`` or a resolver function, and never while a lock is
-  held, so a handler may call ``then`` or settle other promises freely.
+- Handlers run on a ``Dispatcher`` (``msgpass.styles.dispatcher``): one
+  thread that runs them one at a time, in the order they were queued. A
+  handler never runs inside the call to ``then``, ``fulfill`` or a resolver
+  function, and never while a lock is held, so a handler may call ``then``
+  or settle other promises freely.
 - A rejection never vanishes. A rejected promise is logged with its id when
   it is garbage-collected, unless a handler was attached to it (``then``,
   ``catch``, ``finally_``, ``result``, a combinator or a bridge).
@@ -35,7 +36,6 @@ converts instead.
 from __future__ import annotations
 
 import functools
-import inspect
 import itertools
 import logging
 import threading
@@ -43,6 +43,7 @@ from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import CancelledError as ConcurrentCancelledError
 from concurrent.futures import Future as ConcurrentFuture
 from dataclasses import dataclass
+from types import CoroutineType
 from typing import Any, Final, Generic, TypeVar
 
 from ..errors import InvalidStateError, MessagingTimeout
@@ -68,6 +69,9 @@ REJECTED: Final = "rejected"
 T = TypeVar("T")
 Resolve = Callable[[Any], None]
 Reject = Callable[[BaseException], None]
+
+# One queued call, ``fn(*args)``, as the dispatcher's queue stores it.
+_Call = tuple[Callable[..., object], tuple[Any, ...]]
 
 _promise_ids = itertools.count(1)
 
@@ -101,6 +105,20 @@ class Promise(Generic[T]):
     unique within the process, and log lines name the promise by it.
     """
 
+    __slots__ = (
+        "id",
+        "_dispatcher",
+        "_lock",
+        "_waiter",
+        "_state",
+        "_value",
+        "_error",
+        "_reactions",
+        "_resolved",
+        "_handled",
+        "__weakref__",
+    )
+
     def __init__(
         self,
         executor: Callable[[Resolve, Reject], object] | None = None,
@@ -109,12 +127,17 @@ class Promise(Generic[T]):
     ) -> None:
         self.id = next(_promise_ids)
         self._dispatcher = dispatcher if dispatcher is not None else default_dispatcher()
-        self._lock = threading.Lock()
-        self._settled = threading.Event()
+        # Every promise on a dispatcher shares the dispatcher's lock, so a new
+        # promise allocates no lock, and settling it and queuing its handlers
+        # take one lock instead of two. No handler ever runs under it.
+        self._lock = self._dispatcher._lock
+        # Created by the first wait() on a pending promise. Most promises are
+        # chained with then() and never waited on.
+        self._waiter: threading.Event | None = None
         self._state: str = PENDING
         self._value: Any = None
         self._error: BaseException | None = None
-        self._reactions: list[Callable[[Promise[T]], object]] = []
+        self._reactions: list[_Call] | None = None
         # True once a resolver has been used, even while an adopted promise is
         # still pending ("resolved" in Promises/A+ terms).
         self._resolved = False
@@ -218,13 +241,15 @@ class Promise(Generic[T]):
 
     def _resolve_with(self, value: Any) -> None:
         """Fulfil with ``value``, or adopt it if it is a promise or a concurrent future."""
-        if value is self:
+        if not isinstance(value, _NOT_PLAIN_VALUES):
+            self._settle(FULFILLED, value, None)
+        elif value is self:
             self._settle(REJECTED, None, TypeError(f"{self!r} cannot be resolved with itself"))
         elif isinstance(value, Promise):
-            value._add_reaction(self._settle_like)
+            value._add_reaction((self._settle_like, (value,)))
         elif isinstance(value, ConcurrentFuture):
             value.add_done_callback(self._settle_like_future)
-        elif inspect.iscoroutine(value):
+        elif isinstance(value, CoroutineType):
             value.close()  # or Python would also warn that it was never awaited
             self._settle(
                 REJECTED,
@@ -234,8 +259,6 @@ class Promise(Generic[T]):
                     f"convert it with msgpass.styles.bridges.promise_from_asyncio"
                 ),
             )
-        else:
-            self._settle(FULFILLED, value, None)
 
     def _settle_like(self, source: Promise[Any]) -> None:
         self._settle(source._state, source._value, source._error)
@@ -252,15 +275,18 @@ class Promise(Generic[T]):
         with self._lock:
             if self._state != PENDING:
                 raise InvalidStateError(f"cannot settle {self!r} again")
-            self._state = state
+            # State last: wait() reads it without the lock, then reads the outcome.
             self._value = value
             self._error = error
-            reactions, self._reactions = self._reactions, []
+            self._state = state
+            reactions, self._reactions = self._reactions, None
             # Queued under the lock so that a concurrent then() cannot get its
             # handler ahead of the ones registered before settlement.
-            for reaction in reactions:
-                self._dispatcher.call_soon(reaction, self)
-        self._settled.set()
+            if reactions is not None:
+                self._dispatcher._call_all_soon_locked(reactions)
+            waiter = self._waiter
+        if waiter is not None:
+            waiter.set()
 
     def _try_settle(self, state: str, value: Any, error: BaseException | None) -> bool:
         try:
@@ -278,15 +304,23 @@ class Promise(Generic[T]):
         counts as handled. An exception raised by ``fn`` is logged, because no
         promise is chained to it.
         """
-        self._add_reaction(fn)
+        self._add_reaction((fn, (self,)))
 
-    def _add_reaction(self, fn: Callable[[Promise[T]], object]) -> None:
+    def _add_reaction(self, reaction: _Call) -> None:
+        """Queue ``fn(*args)`` for ``reaction = (fn, args)`` once the promise settles.
+
+        Reactions run in the order they were added. Most reactions pass this
+        promise in ``args``. That reference cycle lasts only until the
+        promise settles and drops its reaction list.
+        """
         with self._lock:
             self._handled = True
-            if self._state == PENDING:
-                self._reactions.append(fn)
-                return
-            self._dispatcher.call_soon(fn, self)
+            if self._state != PENDING:
+                self._dispatcher._call_soon_locked(*reaction)
+            elif self._reactions is None:
+                self._reactions = [reaction]
+            else:
+                self._reactions.append(reaction)
 
     def then(
         self,
@@ -303,24 +337,7 @@ class Promise(Generic[T]):
         """
         child: Promise[Any] = Promise(dispatcher=self._dispatcher)
         child._resolved = True  # only this promise's reaction settles it
-
-        def react(source: Promise[T]) -> None:
-            handler: Callable[[Any], Any] | None
-            if source._state == FULFILLED:
-                handler, argument = on_fulfilled, source._value
-            else:
-                handler, argument = on_rejected, source._error
-            if handler is None:
-                child._settle_like(source)
-                return
-            try:
-                outcome = handler(argument)
-            except BaseException as error:
-                child._settle(REJECTED, None, error)
-            else:
-                child._resolve_with(outcome)
-
-        self._add_reaction(react)
+        self._add_reaction((_run_then_reaction, (self, child, on_fulfilled, on_rejected)))
         return child
 
     def catch(self, on_rejected: Callable[[BaseException], Any]) -> Promise[Any]:
@@ -360,12 +377,20 @@ class Promise(Generic[T]):
         dispatcher while the promise is pending. The handlers that could
         settle it are queued behind the caller, so the wait could never end.
         """
-        if not self._settled.is_set() and self._dispatcher.in_dispatcher_thread():
+        if self._state != PENDING:
+            return
+        if self._dispatcher.in_dispatcher_thread():
             raise RuntimeError(
                 f"wait() on pending {self!r} from a handler on its own dispatcher would "
                 f"deadlock; return the promise from the handler or chain with then()"
             )
-        if not self._settled.wait(timeout_s):
+        with self._lock:
+            if self._state != PENDING:
+                return
+            if self._waiter is None:
+                self._waiter = threading.Event()
+            waiter = self._waiter
+        if not waiter.wait(timeout_s):
             raise MessagingTimeout(f"promise #{self.id} still pending after {timeout_s} s")
 
     def result(self, timeout_s: float) -> T:
@@ -446,7 +471,7 @@ class Promise(Generic[T]):
                 result._try_settle(FULFILLED, list(values), None)
 
         for index, promise in enumerate(inputs):
-            promise._add_reaction(functools.partial(on_settled, index))
+            promise._add_reaction((on_settled, (index, promise)))
         return result
 
     @classmethod
@@ -477,7 +502,7 @@ class Promise(Generic[T]):
         result: Promise[Any] = cls(dispatcher=dispatcher)
         result._resolved = True
         for promise in inputs:
-            promise._add_reaction(result._settle_like_if_pending)
+            promise._add_reaction((result._settle_like_if_pending, (promise,)))
         return result
 
     @classmethod
@@ -515,7 +540,7 @@ class Promise(Generic[T]):
                 result._try_settle(REJECTED, None, group)
 
         for index, promise in enumerate(inputs):
-            promise._add_reaction(functools.partial(on_settled, index))
+            promise._add_reaction((on_settled, (index, promise)))
         return result
 
     def _settle_like_if_pending(self, source: Promise[Any]) -> None:
@@ -530,7 +555,8 @@ class Promise(Generic[T]):
         elif state == REJECTED:
             detail = f" error={self._error!r}"
         else:
-            detail = f" handlers={len(self._reactions)}"
+            reactions = self._reactions
+            detail = f" handlers={0 if reactions is None else len(reactions)}"
         return f"<Promise #{self.id} {state}{detail}>"
 
     def __del__(self) -> None:
@@ -545,6 +571,37 @@ class Promise(Generic[T]):
             error,
             exc_info=(type(error), error, error.__traceback__),
         )
+
+
+# Values that resolve() adopts or rejects instead of fulfilling with them.
+_NOT_PLAIN_VALUES = (Promise, ConcurrentFuture, CoroutineType)
+
+
+def _run_then_reaction(
+    source: Promise[Any],
+    child: Promise[Any],
+    on_fulfilled: Callable[[Any], Any] | None,
+    on_rejected: Callable[[BaseException], Any] | None,
+) -> None:
+    """Run the handler that ``source.then()`` registered, and settle ``child`` with its outcome.
+
+    A module function rather than a closure made in ``then``, so a ``then``
+    call allocates one tuple of arguments and no function object.
+    """
+    handler: Callable[[Any], Any] | None
+    if source._state == FULFILLED:
+        handler, argument = on_fulfilled, source._value
+    else:
+        handler, argument = on_rejected, source._error
+    if handler is None:
+        child._settle_like(source)
+        return
+    try:
+        outcome = handler(argument)
+    except BaseException as error:
+        child._settle(REJECTED, None, error)
+    else:
+        child._resolve_with(outcome)
 
 
 def _check_error(error: object) -> None:
