@@ -1,0 +1,26 @@
+"""Deliver every new item as it arrives, so early items come out of order."""
+
+from msgpass.node import Node
+from msgpass.reliable import Ack, Data
+
+
+class MySlidingWindowReceiver(Node):
+    """Deliver items in order, exactly once, buffering early arrivals within the window."""
+
+    def __init__(self, node_id: str, window: int) -> None:
+        super().__init__(node_id)
+        self.window = window
+        self.next_expected = 0
+        self.buffer: dict[int, str] = {}
+        self.delivered: list[str] = []
+
+    def on_Data(self, sender: str, message: Data) -> None:
+        seq = message.seq
+        if seq >= self.next_expected + self.window:
+            return
+        if seq >= self.next_expected and seq not in self.buffer:
+            self.buffer[seq] = message.payload
+            self.delivered.append(message.payload)
+            while self.next_expected in self.buffer:
+                self.next_expected += 1
+        self.send(sender, Ack(seq, self.next_expected))
