@@ -13,6 +13,11 @@
 
 from .checking import Check, CheckFailed, CheckReport, ExerciseFailed
 from .framing_checks import check_frame_decoder
+from .guarantee_checks import (
+    check_at_least_once_sender,
+    check_dedup_receiver,
+    check_ordered_delivery,
+)
 from .styles_checks import check_callback_future, check_with_timeout
 from .styles_loop_checks import check_echo_handlers, check_once_emitter
 from .promise_checks import check_promise_all, check_promise_then
@@ -32,4 +37,7 @@ __all__ = [
     "check_promise_then",
     "check_retry",
     "check_with_deadline",
+    "check_dedup_receiver",
+    "check_at_least_once_sender",
+    "check_ordered_delivery",
 ]
