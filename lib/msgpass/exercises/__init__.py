@@ -2,10 +2,11 @@
 
 - ``checking``: the runner every checker shares (``Check``, ``CheckFailed``,
   ``ExerciseFailed``, ``CheckReport``).
-- ``framing_checks``: ``check_frame_decoder``, the checker of exercise
-  ``frame-decoder`` in lab 3.
-- ``promise_checks``, ``retry_checks``: the checkers of the promise, retry
-  and deadline exercises in lab 8.
+- One module of checkers per lab, named after the lab's subject:
+  ``framing_checks`` (lab 3), ``styles_checks`` (lab 6),
+  ``styles_loop_checks`` (lab 7), ``promise_checks`` and ``retry_checks``
+  (lab 8), ``reliable_checks`` (lab 11), ``guarantee_checks`` (lab 12) and
+  ``tail_checks`` (lab 13).
 - ``student_edition``: ``python -m msgpass.exercises.student_edition`` copies
   every lab with its reference solutions replaced by stubs, and runs the
   checkers of a learner's notebook.
@@ -18,10 +19,12 @@ from .guarantee_checks import (
     check_dedup_receiver,
     check_ordered_delivery,
 )
+from .promise_checks import check_promise_all, check_promise_then
+from .reliable_checks import check_sliding_window_receiver, check_stop_and_wait_sender
+from .retry_checks import check_retry, check_with_deadline
 from .styles_checks import check_callback_future, check_with_timeout
 from .styles_loop_checks import check_echo_handlers, check_once_emitter
-from .promise_checks import check_promise_all, check_promise_then
-from .retry_checks import check_retry, check_with_deadline
+from .tail_checks import check_fanout_percentile, check_hedged_request
 
 __all__ = [
     "Check",
@@ -29,14 +32,18 @@ __all__ = [
     "CheckReport",
     "ExerciseFailed",
     "check_frame_decoder",
-    "check_callback_future",
-    "check_echo_handlers",
-    "check_once_emitter",
-    "check_with_timeout",
     "check_promise_all",
     "check_promise_then",
     "check_retry",
     "check_with_deadline",
+    "check_callback_future",
+    "check_echo_handlers",
+    "check_once_emitter",
+    "check_with_timeout",
+    "check_fanout_percentile",
+    "check_hedged_request",
+    "check_sliding_window_receiver",
+    "check_stop_and_wait_sender",
     "check_dedup_receiver",
     "check_at_least_once_sender",
     "check_ordered_delivery",
