@@ -7,13 +7,18 @@ one chunk. ``msgpass.framing`` puts a 4-byte length in front of every payload,
 and this module moves those frames over real sockets:
 
 - ``FramedConnection`` wraps a connected socket with ``send`` and ``recv`` of
-  whole payloads. ``connect`` opens one, and ``FramedServer`` accepts them.
+  whole payloads. ``connect`` opens one. ``FramedServer`` accepts them; it
+  lives in ``msgpass.tcp_server`` and is imported from here.
 - ``ThreadedServer`` serves requests in background threads, one per
   connection, which is enough for a lab on one laptop. It lives in
   ``msgpass.tcp_threaded`` and is imported from here.
 - ``open_connection``, ``AsyncFramedConnection``, ``start_server`` and
   ``AsyncFramedServer`` do the same on asyncio. They live in
-  ``msgpass.tcp_asyncio`` and are imported from here.
+  ``msgpass.tcp_asyncio`` and ``msgpass.tcp_asyncio_connection`` and are
+  imported from here.
+- ``check_timeout``, ``check_port``, ``payload_size`` and the message helpers
+  are shared by all of these endpoints. They live in ``msgpass.tcp_common``
+  and are imported from here.
 
 Why each frame goes out in one write call. Nagle's algorithm holds back a
 small segment while earlier data is unacknowledged, and the receiver's delayed
@@ -72,6 +77,13 @@ from .framing import (
     frame_header,
     parse_header,
 )
+from .tcp_common import DEFAULT_TIMEOUT_S as DEFAULT_TIMEOUT_S
+from .tcp_common import check_port as check_port
+from .tcp_common import check_timeout as check_timeout
+from .tcp_common import connect_timeout_message as connect_timeout_message
+from .tcp_common import format_address as format_address
+from .tcp_common import format_seconds as format_seconds
+from .tcp_common import payload_size as payload_size
 
 if TYPE_CHECKING:
     from .tcp_asyncio import (
@@ -80,6 +92,7 @@ if TYPE_CHECKING:
         open_connection,
         start_server,
     )
+    from .tcp_server import FramedServer
     from .tcp_threaded import ThreadedServer
 
 __all__ = [
@@ -96,7 +109,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT_S = 5.0  # seconds, for connect, send, recv and accept
 RECV_BUFFER_BYTES = 64 * 1024  # starting size of a connection's receive buffer
 COPY_LIMIT_BYTES = 64 * 1024  # payloads up to this size are joined to their header
 _HAS_POLL = hasattr(select, "poll")  # select.poll is missing on Windows
@@ -509,167 +521,6 @@ def connect(
     return conn
 
 
-class FramedServer:
-    """A listening TCP socket that hands out ``FramedConnection`` objects.
-
-    It binds ``127.0.0.1`` and a free port by default. Read the port it got
-    from ``port``::
-
-        with FramedServer() as server:
-            client = connect(port=server.port)
-            conn = server.accept()
-    """
-
-    def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        *,
-        backlog: int = 128,
-        nodelay: bool = False,
-        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-        timeout_s: float | None = DEFAULT_TIMEOUT_S,
-    ) -> None:
-        check_port(port, required=False)
-        if backlog < 0:
-            raise ValueError(f"backlog must be 0 or more, got {backlog}")
-        self.nodelay = nodelay
-        self.max_frame_bytes = check_max_frame_bytes(max_frame_bytes)
-        self.timeout_s = check_timeout(timeout_s)
-        self.connections_accepted = 0
-        try:
-            # create_server sets SO_REUSEADDR on POSIX, so a lab can rebind a fixed port
-            # while old connections sit in TIME_WAIT.
-            self._listener = socket.create_server((host, port), backlog=backlog)
-        except OSError as error:
-            raise translate_os_error(error, f"listen on {host}:{port}") from error
-        self._address: tuple[str, int] = self._listener.getsockname()[:2]
-        self._closed = False
-        log.debug("listening on %s", self._address)
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """The (host, port) the server listens on."""
-        return self._address
-
-    @property
-    def port(self) -> int:
-        """The port the server listens on, chosen by the OS when 0 was asked for."""
-        return self._address[1]
-
-    def accept(self, *, timeout_s: float | None = DEFAULT_TIMEOUT_S) -> FramedConnection:
-        """Wait up to ``timeout_s`` seconds for a client and return its connection.
-
-        Pass ``timeout_s=None`` to wait forever. The connection gets the
-        server's ``nodelay``, ``max_frame_bytes`` and ``timeout_s``.
-        """
-        if self._closed:
-            raise EndpointClosed(f"{self!r} is closed")
-        timeout = check_timeout(timeout_s)
-        self._listener.settimeout(timeout)
-        address = format_address(self._address)
-        try:
-            sock, _ = self._listener.accept()
-        except TimeoutError as error:
-            raise MessagingTimeout(
-                f"accept on {address} timed out after {format_seconds(timeout)}: no client "
-                f"connected in time. Check that the client connects to port {self.port}, "
-                f"or raise timeout_s"
-            ) from error
-        except OSError as error:
-            raise translate_os_error(error, f"accept on {address}") from error
-        return self._wrap(sock)
-
-    def _wrap(self, sock: socket.socket) -> FramedConnection:
-        try:
-            if self.nodelay:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = FramedConnection(
-                sock, max_frame_bytes=self.max_frame_bytes, timeout_s=self.timeout_s
-            )
-        except BaseException:
-            sock.close()
-            raise
-        self.connections_accepted += 1
-        log.debug("accepted %s on %s", conn.peer_address, self._address)
-        return conn
-
-    def fileno(self) -> int:
-        """Return the listening socket's descriptor, so a selector can wait on the server."""
-        return self._listener.fileno()
-
-    def close(self) -> None:
-        """Stop listening and free the port. Accepted connections stay open."""
-        if not self._closed:
-            self._closed = True
-            self._listener.close()
-
-    def __enter__(self) -> FramedServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "listening"
-        return (
-            f"<FramedServer {state} on {format_address(self._address)}, "
-            f"{self.connections_accepted} accepted>"
-        )
-
-
-# -- input checks shared by the blocking and asyncio endpoints -------------
-
-
-def check_timeout(timeout_s: float | None) -> float | None:
-    """Return ``timeout_s`` if it is a positive number of seconds or None, else raise."""
-    if timeout_s is None:
-        return None
-    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
-        raise TypeError(
-            f"timeout_s must be a number of seconds or None, got {type(timeout_s).__name__}"
-        )
-    if not timeout_s > 0 or math.isnan(timeout_s):
-        raise ValueError(
-            f"timeout_s must be a positive number of seconds, or None to wait forever, "
-            f"got {timeout_s!r}"
-        )
-    return float(timeout_s)
-
-
-def check_port(port: int, *, required: bool) -> int:
-    """Return ``port`` if it is a valid TCP port number, else raise ``ValueError``."""
-    if isinstance(port, bool) or not isinstance(port, int):
-        raise TypeError(f"port must be an int, got {type(port).__name__}")
-    if required and port == 0:
-        raise ValueError(
-            "port is required: pass the port the server reported, for example server.port"
-        )
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port must be between 0 and 65535, got {port}")
-    return port
-
-
-def payload_size(payload: bytes) -> int:
-    """Return the payload's length in bytes, raising ``TypeError`` for anything not bytes-like."""
-    if isinstance(payload, (bytes, bytearray)):
-        return len(payload)
-    if isinstance(payload, memoryview):
-        return payload.nbytes
-    hint = ""
-    if isinstance(payload, str):
-        hint = " encode it first, for example payload.encode('utf-8');"
-    raise TypeError(
-        f"a payload must be bytes, bytearray or memoryview, got {type(payload).__name__};{hint}"
-        f" the wire carries bytes only"
-    )
-
-
 def _address_or_none(get_address: Callable[[], Any]) -> tuple[str, int] | None:
     try:
         address = get_address()
@@ -680,31 +531,15 @@ def _address_or_none(get_address: Callable[[], Any]) -> tuple[str, int] | None:
     return (str(address[0]), int(address[1]))
 
 
-def format_address(address: tuple[str, int] | None) -> str:
-    """Return ``"host:port"`` for an address tuple, or ``"?"`` when it is unknown."""
-    return "?" if address is None else f"{address[0]}:{address[1]}"
-
-
-def format_seconds(timeout_s: float | None) -> str:
-    """Return ``"0.3 s"`` for a timeout, as the timeout messages print it."""
-    return "no time limit" if timeout_s is None else f"{timeout_s:g} s"
-
-
-def connect_timeout_message(action: str, timeout_s: float | None) -> str:
-    """Return the message for a connection attempt that timed out (shared with asyncio)."""
-    return (
-        f"{action} timed out after {format_seconds(timeout_s)}: the server did not accept "
-        f"in time, usually because its listen backlog is full or the host drops the packets. "
-        f"Check the address, or raise timeout_s"
-    )
-
-
 # -- names defined in the sibling modules -----------------------------------
-# ThreadedServer lives in tcp_threaded and the asyncio endpoints in tcp_asyncio.
-# Both import the helpers above, so they are loaded on first use rather than at
-# the top of this file, which would make the imports circular.
+# FramedServer lives in tcp_server and ThreadedServer in tcp_threaded. Both
+# import FramedConnection from here, so they are loaded on first use rather
+# than at the top of this file, which would make the imports circular. The
+# asyncio endpoints (tcp_asyncio) are loaded on first use
+# too, so that a blocking program does not import asyncio.
 
 _LAZY_NAMES = {
+    "FramedServer": "tcp_server",
     "ThreadedServer": "tcp_threaded",
     "open_connection": "tcp_asyncio",
     "AsyncFramedConnection": "tcp_asyncio",
