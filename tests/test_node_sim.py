@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 
 import pytest
 
 from msgpass.errors import MissingHandler, SimulationError
-from msgpass.node import Node, TimerHandle, message_size_bytes, message_type_name
+from msgpass.node import Node, NodeRandom, TimerHandle, message_size_bytes, message_type_name
 from msgpass.sim import Constant, LinkConfig, Simulation
 
 
@@ -138,6 +139,30 @@ def test_node_random_independent_of_add_order() -> None:
     y_second = second.add_node(Node("y"))
 
     assert y_first.random.random() == y_second.random.random()
+
+
+def test_deep_copied_node_continues_random_sequence() -> None:
+    sim = Simulation(seed=4)
+    node = sim.add_node(Node("n"))
+    node.random.random()
+    node.random.gauss(0.0, 1.0)  # leaves a cached second value in gauss_next
+    copied = copy.deepcopy(node)
+
+    assert type(copied.random) is NodeRandom
+    assert copied.random is not node.random
+    assert copied.random.getstate() == node.random.getstate()
+    assert [copied.random.gauss(0.0, 1.0) for _ in range(3)] == [
+        node.random.gauss(0.0, 1.0) for _ in range(3)
+    ]
+    assert [copied.random.random() for _ in range(5)] == [node.random.random() for _ in range(5)]
+
+
+def test_node_random_copy_keeps_shared_references() -> None:
+    node = Node("n")
+    node.backup = node.random  # type: ignore[attr-defined]
+    copied = copy.deepcopy(node)
+
+    assert copied.backup is copied.random  # type: ignore[attr-defined]
 
 
 def test_log_prefixes_time_and_node(caplog: pytest.LogCaptureFixture) -> None:
