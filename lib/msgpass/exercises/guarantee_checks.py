@@ -1,4 +1,4 @@
-"""The checkers of the delivery-guarantee exercises in lab 12, and chaos helpers for any checker.
+"""The checkers of the delivery-guarantee exercises in lab 12.
 
 Three exercises, each a ``Node`` class written by the learner:
 
@@ -19,28 +19,50 @@ order, drop and timer firing of a two-message case.
 A failure report includes the failing run as text, and the same run is drawn
 as a sequence diagram when matplotlib can draw.
 
-``run_chaos`` and ``explore_small`` take any node classes, so other checkers
-can reuse them: a verdict function looks at the nodes and returns ``None``
-when all is well, or one sentence saying what went wrong.
+``run_chaos``, ``explore_small`` and ``show_trace`` live in ``chaos``, and
+the verdicts live in ``guarantee_verdicts``. This module re-exports the chaos
+helpers, so code that imports them from here keeps working.
 """
 
 from __future__ import annotations
 
-import logging
-import random
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-from ..errors import EventLimitExceeded
-from ..explore import ExplorationResult, explore
-from ..guarantees import AtLeastOnceSender, Data, DedupReceiver
+from ..guarantees import DedupReceiver
 from ..node import Node
-from ..sim import LinkConfig, SimStats, Simulation, Uniform
-from ..sim_links import Latency
-from ..trace import Deliver, Send, Trace, draw_sequence, render_text
+from ..sim import LinkConfig, Simulation, Uniform
+from ..trace import Deliver, Send, Trace
+from .chaos import (
+    CHAOS_MAX_EVENTS,
+    CHAOS_UNTIL_S,
+    ChaosFaults,
+    ChaosSummary,
+    Verdict,
+    explore_small,
+    run_chaos,
+    show_trace,
+)
 from .checking import Check, CheckFailed, CheckReport
+from .guarantee_verdicts import (
+    CHAOS_MAX_ATTEMPTS,
+    DISTINCT_PAYLOADS,
+    PAYLOADS,
+    RETRY_S,
+    _all_processed_and_acked,
+    _at_most_once,
+    _both,
+    _counting,
+    _gave_up,
+    _in_order,
+    _judge,
+    _nothing_given_up,
+    _reference_sender,
+    _require_idle,
+    _sends_at_most,
+    _sends_per_seq,
+    _simulate,
+)
 
 __all__ = [
     "ChaosFaults",
@@ -54,423 +76,10 @@ __all__ = [
     "check_ordered_delivery",
 ]
 
-log = logging.getLogger(__name__)
-
-# A verdict looks at the nodes by id and returns None, or what went wrong.
-Verdict = Callable[[dict[str, Node]], str | None]
-
-CHAOS_SEEDS = range(50)
-CHAOS_UNTIL_S = 30.0  # simulated seconds, far beyond the 1 s of faults and 0.5 s of crash
-CHAOS_MAX_EVENTS = 50_000  # per run; a correct run here takes a few hundred events
-TRACE_LINES = 60  # events listed in a failure report
-RETRY_S = 0.05
-CHAOS_MAX_ATTEMPTS = 40  # enough retries to outlast the faults, which end at 1 s
-# Payloads repeat on purpose: two different messages may carry equal payloads.
-PAYLOADS = ("deposit 10", "deposit 10", "withdraw 5", "deposit 10", "withdraw 5", "deposit 7")
-
-
-@dataclass(frozen=True)
-class ChaosFaults:
-    """The faults of a chaos run: a faulty network until ``heal_at_s``, then a clean one.
-
-    Every link has the given latency, loss, duplication and reordering until
-    ``heal_at_s`` simulated seconds, and only the latency afterwards (``None``
-    keeps the faults forever). ``crashes`` lists (node id, crash at s, restart
-    at s) triples. Finite faults are what make liveness checkable: after they
-    end, a correct protocol must finish.
-    """
-
-    latency: Latency = Uniform(0.001, 0.010)
-    loss: float = 0.2
-    duplicate: float = 0.2
-    reorder: float = 0.3
-    heal_at_s: float | None = 1.0
-    crashes: tuple[tuple[str, float, float], ...] = ()
-
-    def faulty_link(self) -> LinkConfig:
-        """Return the link configuration in force until ``heal_at_s``."""
-        return LinkConfig(
-            latency=self.latency, loss=self.loss, duplicate=self.duplicate, reorder=self.reorder
-        )
-
-
-@dataclass(frozen=True)
-class ChaosSummary:
-    """Totals over the runs of ``run_chaos``, all of which passed the verdict."""
-
-    runs: int
-    sent: int
-    delivered: int
-    dropped: int
-    duplicated: int
-
-
-def show_trace(trace: Trace, title: str) -> None:
-    """Draw ``trace`` as a sequence diagram in a notebook; elsewhere, do nothing.
-
-    Drawing is best effort: a missing display or any plotting error is
-    logged, so that the text report still reaches the learner.
-    """
-    try:
-        import matplotlib
-        import matplotlib.pyplot as plt
-
-        if "inline" not in matplotlib.get_backend():
-            return  # not in a notebook: the text trace in the report is all there is
-        from IPython.display import display
-
-        figure, ax = plt.subplots(figsize=(7, 5))
-        draw_sequence(trace, ax=ax, title=title, max_events=120)
-        display(figure)  # type: ignore[no-untyped-call]
-        plt.close(figure)
-    except Exception as error:  # the report matters more than the drawing
-        log.warning("could not draw the failing trace: %r", error)
-
-
-def _trace_report(trace: Trace | None) -> str:
-    if trace is None or len(trace) == 0:
-        return "(no trace recorded)"
-    return render_text(trace, limit=TRACE_LINES)
-
-
-def run_chaos(
-    build: Callable[[], list[Node]],
-    *,
-    verdict: Verdict,
-    expected: str,
-    seeds: Iterable[int] = CHAOS_SEEDS,
-    faults: ChaosFaults = ChaosFaults(),
-    until_s: float = CHAOS_UNTIL_S,
-    max_events: int = CHAOS_MAX_EVENTS,
-    require_idle: bool = True,
-) -> ChaosSummary:
-    """Simulate fresh nodes from ``build`` once per seed, with ``faults``, and judge each run.
-
-    Each run lasts until the network is idle or ``until_s`` simulated seconds
-    have passed, then ``verdict(nodes)`` judges it. Raises ``CheckFailed`` at
-    the first failing seed, with ``expected`` (the property checked), the
-    verdict's complaint and the run's trace as text, after drawing the
-    trace with ``show_trace``. A run that exceeds ``max_events`` fails too,
-    and so does one that still has events pending at ``until_s`` when
-    ``require_idle`` is true.
-    """
-    totals = Counter[str]()
-    runs = 0
-    for seed in seeds:
-        trace = Trace()
-        sim = Simulation(seed=seed, default_link=faults.faulty_link(), trace=trace,
-                         max_events=max_events)
-        nodes = [sim.add_node(node) for node in build()]
-        if faults.heal_at_s is not None:
-            sim.schedule(faults.heal_at_s, _heal_links, sim, LinkConfig(latency=faults.latency))
-        for node_id, crash_at_s, restart_at_s in faults.crashes:
-            sim.crash(node_id, at_s=crash_at_s)
-            sim.restart(node_id, at_s=restart_at_s)
-        problem: str | None
-        try:
-            stats = sim.run(until_s=until_s)
-        except EventLimitExceeded:
-            problem = (
-                f"the run was still busy after {max_events} events at simulated time "
-                f"{sim.now:.3f} s: some node keeps sending or setting timers"
-            )
-        else:
-            problem = verdict({node.node_id: node for node in nodes})
-            if problem is None and require_idle and sim.pending_events():
-                problem = (
-                    f"{sim.pending_events()} event(s) were still pending at {until_s} s: "
-                    f"some node keeps setting timers after its work is done"
-                )
-        if problem is not None:
-            show_trace(trace, f"failing chaos run, seed {seed}")
-            raise CheckFailed(
-                expected=expected,
-                actual=f"in the chaos run with seed {seed}, {problem}\n"
-                f"  the run ({faults}):\n{_indent(_trace_report(trace))}",
-            )
-        runs += 1
-        _add_stats(totals, stats)
-    return ChaosSummary(runs, totals["sent"], totals["delivered"], totals["dropped"],
-                        totals["duplicated"])
-
-
-def explore_small(
-    build: Callable[[], list[Node]],
-    *,
-    safety: Verdict,
-    liveness: Verdict,
-    expected: str,
-    max_depth: int = 30,
-    allow_drops: int = 1,
-    allow_duplicates: int = 1,
-    max_states: int = 20_000,
-) -> ExplorationResult:
-    """Explore every delivery order of a small scenario and fail on its shortest violation.
-
-    ``safety`` must hold after every step, and ``liveness`` in every final
-    state (no message in flight, no timer armed). Raises ``CheckFailed`` with
-    the shortest violating path as text (after drawing it with
-    ``show_trace``), or when the exploration could not finish within
-    ``max_depth`` steps and ``max_states`` states, which happens when a node
-    keeps re-arming timers or sending forever.
-    """
-    result = explore(
-        lambda: _with_fast_copy_random(build()),
-        invariant=lambda nodes: safety(nodes) is None,
-        goal=lambda nodes: liveness(nodes) is None,
-        max_depth=max_depth,
-        allow_drops=allow_drops,
-        allow_duplicates=allow_duplicates,
-        max_states=max_states,
-    )
-    budget = f"up to {allow_drops} drop(s) and {allow_duplicates} duplicate(s)"
-    if result.violation is not None:
-        if result.violation_kind == "exception" and "NotImplementedError" in result.violation:
-            raise NotImplementedError(result.violation)
-        nodes = result.final_nodes or {}
-        complaint = safety(nodes) if result.violation_kind == "invariant" else liveness(nodes)
-        show_trace(result.trace or Trace(), "shortest failing path (times are step numbers)")
-        raise CheckFailed(
-            expected=f"{expected}, in every order of deliveries and timers with {budget}",
-            actual=f"{complaint or result.violation}\n{_indent(result.format())}\n"
-            f"  as a trace (times are step numbers):\n{_indent(_trace_report(result.trace))}",
-        )
-    if not result.exhausted:
-        raise CheckFailed(
-            expected=f"the system to become idle within {max_depth} steps in every order",
-            actual=f"{result.format()}",
-            hint="stop sending and stop re-arming timers once every message is acknowledged "
-            "or has used all its attempts",
-        )
-    return result
-
-
-class _FastCopyRandom(random.Random):
-    """A ``random.Random`` whose deep copy copies its state in one step.
-
-    The explorer deep-copies every node at every step. ``copy.deepcopy`` of a
-    plain ``Random`` copies its 625-number state one number at a time. That
-    took about half the time of an exploration here (measured with cProfile),
-    so ``explore_small`` gives each node this generator instead. It draws the
-    same numbers.
-    """
-
-    def __deepcopy__(self, memo: dict[int, object]) -> _FastCopyRandom:
-        clone = _FastCopyRandom(0)
-        clone.setstate(self.getstate())
-        return clone
-
-
-def _with_fast_copy_random(nodes: list[Node]) -> list[Node]:
-    for node in nodes:
-        node.random = _FastCopyRandom(0)  # explore() reseeds it when it attaches the node
-    return nodes
-
-
-def _heal_links(sim: Simulation, clean: LinkConfig) -> None:
-    for source in sim.nodes:
-        for dest in sim.nodes:
-            if source != dest:
-                sim.set_link(source, dest, clean, both_ways=False)
-
-
-def _add_stats(totals: Counter[str], stats: SimStats) -> None:
-    totals["sent"] += stats.sent
-    totals["delivered"] += stats.delivered
-    totals["dropped"] += stats.dropped
-    totals["duplicated"] += stats.duplicated
-
-
-def _indent(text: str) -> str:
-    return "\n".join("    " + line for line in text.splitlines())
-
-
-# ---------------------------------------------------------------------------
-# Verdicts shared by the three exercises
-# ---------------------------------------------------------------------------
-
-
-def _processed(node: Node) -> list[tuple[str, int]]:
-    processed = getattr(node, "processed", None)
-    if not isinstance(processed, list):
-        raise CheckFailed(
-            expected=f"{type(node).__name__}.processed to be the list kept by Receiver",
-            actual=f"{type(processed).__name__} {processed!r}",
-            hint="call super().__init__(node_id) in __init__ and record messages with "
-            "self.process(sender, message), never by assigning processed",
-        )
-    return processed
-
-
-def _expected_ids(senders: dict[str, int]) -> list[tuple[str, int]]:
-    return [(sender, seq) for sender, count in senders.items() for seq in range(count)]
-
-
-def _at_most_once(receiver: str) -> Verdict:
-    def verdict(nodes: dict[str, Node]) -> str | None:
-        times = Counter(_processed(nodes[receiver]))
-        twice = sorted(key for key, count in times.items() if count > 1)
-        if twice:
-            processed = _processed(nodes[receiver])
-            return f"message(s) {twice} were processed more than once: processed={processed}"
-        return None
-
-    return verdict
-
-
-def _all_processed_and_acked(receiver: str, senders: dict[str, int]) -> Verdict:
-    """Return a verdict: each message processed exactly once, and acknowledged at its sender."""
-
-    def verdict(nodes: dict[str, Node]) -> str | None:
-        processed = _processed(nodes[receiver])
-        times = Counter(processed)
-        for key in _expected_ids(senders):
-            if times[key] != 1:
-                return f"message {key} was processed {times[key]} times: processed={processed}"
-        unexpected = sorted(set(times) - set(_expected_ids(senders)))
-        if unexpected:
-            return f"the receiver processed messages that were never sent: {unexpected}"
-        for sender, count in senders.items():
-            acked: set[int] = set(getattr(nodes[sender], "acked", ()))
-            missing = sorted(set(range(count)) - set(acked))
-            if missing:
-                return (
-                    f"sender {sender!r} never got an Ack for message(s) {missing}, "
-                    f"although the receiver processed them"
-                )
-        return None
-
-    return verdict
-
-
-def _in_order(receiver: str) -> Verdict:
-    def verdict(nodes: dict[str, Node]) -> str | None:
-        seqs = [seq for _, seq in _processed(nodes[receiver])]
-        if seqs != list(range(len(seqs))):
-            return f"the receiver processed seqs {seqs}, not 0, 1, 2, ... in order without repeats"
-        return None
-
-    return verdict
-
-
-def _both(*verdicts: Verdict) -> Verdict:
-    def verdict(nodes: dict[str, Node]) -> str | None:
-        for one in verdicts:
-            problem = one(nodes)
-            if problem is not None:
-                return problem
-        return None
-
-    return verdict
-
-
-def _simulate(nodes: Sequence[Node], link: LinkConfig, *, seed: int = 0,
-              until_s: float = CHAOS_UNTIL_S) -> tuple[Simulation, Trace]:
-    trace = Trace()
-    sim = Simulation(seed=seed, default_link=link, trace=trace, max_events=CHAOS_MAX_EVENTS)
-    for node in nodes:
-        sim.add_node(node)
-    try:
-        sim.run(until_s=until_s)
-    except EventLimitExceeded:
-        raise CheckFailed(
-            expected="the run to end: nodes stop sending once their work is done",
-            actual=f"still busy after {CHAOS_MAX_EVENTS} events:\n"
-            f"{_indent(_trace_report(trace))}",
-        ) from None
-    return sim, trace
-
-
-def _judge(verdict: Verdict, nodes: Sequence[Node], trace: Trace, expected: str,
-           hint: str | None = None) -> None:
-    problem = verdict({node.node_id: node for node in nodes})
-    if problem is not None:
-        show_trace(trace, "failing run")
-        raise CheckFailed(
-            expected=expected,
-            actual=f"{problem}\n  the run:\n{_indent(_trace_report(trace))}",
-            hint=hint,
-        )
-
-
-def _sends_per_seq(node: Node) -> dict[int, int]:
-    return dict(getattr(node, "data_sends", {}))
-
-
-def _gave_up(node: Node) -> set[int]:
-    gave_up = getattr(node, "gave_up", None)
-    if not isinstance(gave_up, (set, frozenset, list, tuple)):
-        raise CheckFailed(
-            expected=f"{type(node).__name__}.gave_up to be a set of the seqs given up",
-            actual=f"{type(gave_up).__name__} {gave_up!r}",
-            hint="keep the set that __init__ creates and add a seq to it when you give up",
-        )
-    return set(gave_up)
-
-
-def _counting(sender_class: Any) -> Any:
-    """Return a subclass of ``sender_class`` that counts its ``Data`` sends in ``data_sends``."""
-
-    class CountingSender(sender_class):  # type: ignore[misc]
-        def send(self, dest: str, message: object) -> None:
-            if isinstance(message, Data):
-                sends = self.__dict__.setdefault("data_sends", {})
-                sends[message.seq] = sends.get(message.seq, 0) + 1
-            super().send(dest, message)
-
-    # Error messages about missing handlers then name the learner's class.
-    CountingSender.__name__ = sender_class.__name__
-    CountingSender.__qualname__ = sender_class.__qualname__
-    return CountingSender
-
-
-def _sends_at_most(sender: str, max_attempts: int) -> Verdict:
-    def verdict(nodes: dict[str, Node]) -> str | None:
-        sends = _sends_per_seq(nodes[sender])
-        over = {seq: count for seq, count in sends.items() if count > max_attempts}
-        if over:
-            return f"message(s) were sent more than max_attempts={max_attempts} times: {over}"
-        return None
-
-    return verdict
-
-
-def _nothing_given_up(sender: str) -> Verdict:
-    def verdict(nodes: dict[str, Node]) -> str | None:
-        gave_up = _gave_up(nodes[sender])
-        if gave_up:
-            return (
-                f"the sender gave up on {sorted(gave_up)} although the faults ended long "
-                f"before its attempts ran out"
-            )
-        return None
-
-    return verdict
-
-
-def _reference_sender(
-    payloads: Sequence[str] = PAYLOADS, node_id: str = "a", max_attempts: int = CHAOS_MAX_ATTEMPTS
-) -> AtLeastOnceSender:
-    return AtLeastOnceSender(node_id, "r", payloads, retry_s=RETRY_S, max_attempts=max_attempts)
-
-
-def _require_idle(sim: Simulation, trace: Trace, what: str) -> None:
-    if sim.pending_events():
-        show_trace(trace, "run that never became idle")
-        raise CheckFailed(
-            expected=f"the network to become idle once {what}",
-            actual=f"{sim.pending_events()} event(s) still pending at {sim.now:.1f} s "
-            f"(a timer that keeps being set):\n{_indent(_trace_report(trace))}",
-            hint="set the retry timer again only while some message is still pending",
-        )
-
 
 # ---------------------------------------------------------------------------
 # dedup-receiver
 # ---------------------------------------------------------------------------
-
-DISTINCT_PAYLOADS = ("a", "b", "c", "d", "e", "f")
-
 
 def _dedup_no_faults(receiver_class: Any, rng: object) -> None:
     nodes = [_reference_sender(DISTINCT_PAYLOADS), receiver_class("r")]
