@@ -1,0 +1,344 @@
+"""The broker on the network: requests over ``msgpass.tcp``, one thread per client.
+
+``BrokerServer`` puts a ``Broker`` behind a ``ThreadedServer``. Each request
+frame (see ``protocol``) is decoded, handed to the matching ``Broker``
+method, and answered with exactly one reply frame. The operations are:
+
+=============  ===============================================================
+op             request fields -> reply fields
+=============  ===============================================================
+create_topic   topic, partitions -> created
+produce        topic, partition (or null), records, headers; payload ->
+               results ([partition, offset] per record, once durable)
+read           topic, partition, offset, max_records -> records; payload
+join           group, topics, session_timeout_s, strategy ->
+               member_id, generation, assignment
+leave          group, member_id -> (nothing)
+fetch          group, member_id, generation, max_records, wait_s ->
+               generation, assignment, records; payload
+ack, nack      group, acks ([topic, partition, offset] each) -> committed
+committed      group, topic, partition -> committed (or null)
+metadata       (nothing) -> topics ({name: [[start, end], ...]})
+=============  ===============================================================
+
+Run it as a process, for example in a crash test::
+
+    python -m msgpass.broker.server --data-dir /tmp/d --port 0 --durability fsync
+
+It prints ``port <number>`` as its first line on stdout once it listens, and
+stops cleanly on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from ..errors import MessagingError, ProtocolError, RemoteError
+from ..tcp_threaded import ThreadedServer
+from .core import DEFAULT_ACK_TIMEOUT_S, DEFAULT_MAX_DELIVERIES, Broker, Delivered
+from .partition_log import DEFAULT_SEGMENT_BYTES, Durability, NewRecord
+from .protocol import decode_message, encode_message, error_reply, pack_records, unpack_records
+from .records import Record
+
+__all__ = ["BrokerServer", "main"]
+
+log = logging.getLogger(__name__)
+
+
+class BrokerServer:
+    """A teaching broker listening on TCP: start it, read ``port``, stop it.
+
+    ``durability="fsync"`` (the default) stores everything under
+    ``data_dir`` and fsyncs each batch before acknowledging it;
+    ``durability="memory"`` needs ``data_dir=None`` and loses everything
+    when the process stops. ``ack_timeout_s`` is how long a consumer has to
+    acknowledge a delivery before it is redelivered, and ``max_deliveries``
+    how many deliveries a record gets before it goes to ``<topic>.dlq``::
+
+        with BrokerServer(tmp_path) as server:
+            producer = Producer("127.0.0.1", server.port)
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | str | None,
+        *,
+        durability: Durability | str = Durability.FSYNC,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ack_timeout_s: float = DEFAULT_ACK_TIMEOUT_S,
+        max_deliveries: int = DEFAULT_MAX_DELIVERIES,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        retention_bytes: int | None = None,
+        retention_age_s: float | None = None,
+    ) -> None:
+        self.broker = Broker(
+            data_dir,
+            durability=durability,
+            ack_timeout_s=ack_timeout_s,
+            max_deliveries=max_deliveries,
+            segment_bytes=segment_bytes,
+            retention_bytes=retention_bytes,
+            retention_age_s=retention_age_s,
+        )
+        self._server = ThreadedServer(self.handle, host, port, nodelay=True, name="msgpass-broker")
+        self.requests_failed = 0
+
+    @property
+    def port(self) -> int:
+        """The port the broker listens on, chosen by the OS when 0 was asked for."""
+        return self._server.port
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) the broker listens on."""
+        return self._server.address
+
+    def start(self) -> BrokerServer:
+        """Start serving in background threads and return the server."""
+        self._server.start()
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Wake waiting fetches, close every connection, join every thread, close the files."""
+        self.broker.close()
+        self._server.stop(timeout_s)
+
+    def __enter__(self) -> BrokerServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def handle(self, body: bytes) -> bytes:
+        """Answer one request frame with one reply frame; errors become error replies."""
+        op = "?"
+        try:
+            header, payload = decode_message(body)
+            op = str(header.get("op"))
+            handler = _OPERATIONS.get(op)
+            if handler is None:
+                raise ProtocolError(f"unknown operation {op!r}; use one of {sorted(_OPERATIONS)}")
+            reply, reply_payload = handler(self.broker, header, payload)
+            reply["ok"] = True
+            return encode_message(reply, reply_payload)
+        except RemoteError as error:
+            return error_reply(error.code, str(error))
+        except (ProtocolError, ValueError, TypeError, KeyError) as error:
+            self.requests_failed += 1
+            log.info("broker: invalid %s request: %r", op, error)
+            return error_reply("invalid_request", f"invalid {op} request: {error!r}")
+        except (OSError, MessagingError) as error:
+            self.requests_failed += 1
+            log.exception("broker: %s request failed", op)
+            return error_reply("failed", f"{op} failed on the broker: {error}")
+
+    def stats(self) -> dict[str, int]:
+        """Connection and request counters, for display in a notebook."""
+        return {**self._server.stats(), "requests_failed": self.requests_failed}
+
+    def __repr__(self) -> str:
+        return f"<BrokerServer on 127.0.0.1:{self.port}, {self.broker!r}>"
+
+
+# -- one function per operation ----------------------------------------------
+
+Reply = tuple[dict[str, Any], bytes]
+
+
+def _create_topic(broker: Broker, header: dict[str, Any], payload: bytes) -> Reply:
+    return {"created": broker.create_topic(header["topic"], header["partitions"])}, b""
+
+
+def _produce(broker: Broker, header: dict[str, Any], payload: bytes) -> Reply:
+    items = unpack_records(header["records"], payload)
+    headers = header.get("headers") or [{}] * len(items)
+    if len(headers) != len(items):
+        raise ProtocolError(f"{len(headers)} header maps for {len(items)} records")
+    records = [
+        NewRecord(value, key, {str(k): str(v) for k, v in extra.items()})
+        for (key, value), extra in zip(items, headers, strict=True)
+    ]
+    results = broker.produce(header["topic"], records, header.get("partition"))
+    return {"results": [list(pair) for pair in results]}, b""
+
+
+def _read(broker: Broker, header: dict[str, Any], payload: bytes) -> Reply:
+    records = broker.read(
+        header["topic"], header["partition"], header["offset"], header.get("max_records", 500)
+    )
+    deliveries = [Delivered(header["topic"], header["partition"], r, 0) for r in records]
+    return _records_reply({}, deliveries)
+
+
+def _join(broker: Broker, header: dict[str, Any], payload: bytes) -> Reply:
+    member_id, generation, assignment = broker.join(
+        header["group"],
+        header["topics"],
+        session_timeout_s=float(header.get("session_timeout_s", 10.0)),
+        strategy=header.get("strategy", "range"),
+    )
+    return {
+        "member_id": member_id,
+        "generation": generation,
+        "assignment": [list(tp) for tp in assignment],
+    }, b""
+
+
+def _leave(broker: Broker, header: dict[str, Any], payload: bytes) -> Reply:
+    broker.leave(header["group"], header["member_id"])
+    return {}, b""
+
+
+def _fetch(broker: Broker, header: dict[str, Any], payload: bytes) -> Reply:
+    result = broker.fetch(
+        header["group"],
+        header["member_id"],
+        header["generation"],
+        max_records=header.get("max_records", 500),
+        wait_s=float(header.get("wait_s", 0.0)),
+    )
+    fields = {
+        "generation": result.generation,
+        "assignment": [list(tp) for tp in result.assignment],
+    }
+    return _records_reply(fields, result.deliveries)
+
+
+def _records_reply(fields: dict[str, Any], deliveries: list[Delivered]) -> Reply:
+    sizes, payload = pack_records((d.record.key, d.record.value) for d in deliveries)
+    fields["records"] = [
+        [
+            d.topic,
+            d.partition,
+            d.record.offset,
+            d.record.timestamp_ms,
+            d.deliveries,
+            dict(d.record.headers),
+        ]
+        for d in deliveries
+    ]
+    fields["sizes"] = sizes
+    return fields, payload
+
+
+def _ack(broker: Broker, header: dict[str, Any], payload: bytes) -> Reply:
+    acks = [(str(t), int(p), int(o)) for t, p, o in header["acks"]]
+    committed = broker.ack(header["group"], acks)
+    return {"committed": [[tp.topic, tp.partition, c] for tp, c in committed.items()]}, b""
+
+
+def _nack(broker: Broker, header: dict[str, Any], payload: bytes) -> Reply:
+    broker.nack(header["group"], [(str(t), int(p), int(o)) for t, p, o in header["acks"]])
+    return {}, b""
+
+
+def _committed(broker: Broker, header: dict[str, Any], payload: bytes) -> Reply:
+    return {
+        "committed": broker.committed(header["group"], header["topic"], header["partition"])
+    }, b""
+
+
+def _metadata(broker: Broker, header: dict[str, Any], payload: bytes) -> Reply:
+    offsets = broker.end_offsets()
+    return {
+        "topics": {name: [list(pair) for pair in pairs] for name, pairs in offsets.items()}
+    }, b""
+
+
+_OPERATIONS = {
+    "create_topic": _create_topic,
+    "produce": _produce,
+    "read": _read,
+    "join": _join,
+    "leave": _leave,
+    "fetch": _fetch,
+    "ack": _ack,
+    "nack": _nack,
+    "committed": _committed,
+    "metadata": _metadata,
+}
+
+
+def records_from_reply(header: dict[str, Any], payload: bytes) -> list[tuple[list[Any], Record]]:
+    """Rebuild the records of a fetch or read reply: ([topic, partition, deliveries], Record)."""
+    items = unpack_records(header["sizes"], payload)
+    rebuilt = []
+    for (key, value), fields in zip(items, header["records"], strict=True):
+        topic, partition, offset, timestamp_ms, deliveries, headers = fields
+        rebuilt.append(
+            ([topic, partition, deliveries], Record(offset, timestamp_ms, key, value, headers))
+        )
+    return rebuilt
+
+
+# -- running as a process ----------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a broker until SIGTERM or SIGINT; print ``port <n>`` first on stdout."""
+    parser = argparse.ArgumentParser(description="Run the msgpass teaching broker.")
+    parser.add_argument("--data-dir", type=Path, help="directory for segments and offsets")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=0, help="TCP port; 0 picks a free one")
+    parser.add_argument("--durability", choices=[d.value for d in Durability], default="fsync")
+    parser.add_argument(
+        "--ack-timeout-s",
+        type=float,
+        default=DEFAULT_ACK_TIMEOUT_S,
+        help="seconds before an unacknowledged delivery is redelivered",
+    )
+    parser.add_argument(
+        "--max-deliveries",
+        type=int,
+        default=DEFAULT_MAX_DELIVERIES,
+        help="deliveries before a record goes to <topic>.dlq",
+    )
+    parser.add_argument(
+        "--segment-bytes",
+        type=int,
+        default=DEFAULT_SEGMENT_BYTES,
+        help="bytes after which a partition starts a new segment file",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    data_dir = None if args.durability == "memory" else args.data_dir
+    if args.durability == "fsync" and data_dir is None:
+        parser.error("--data-dir is required with --durability fsync")
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    server = BrokerServer(
+        data_dir,
+        durability=args.durability,
+        host=args.host,
+        port=args.port,
+        ack_timeout_s=args.ack_timeout_s,
+        max_deliveries=args.max_deliveries,
+        segment_bytes=args.segment_bytes,
+    )
+    with server:
+        print(f"port {server.port}", flush=True)
+        while not stop.wait(1.0):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
