@@ -21,6 +21,10 @@ The formulas, in the order of the chapter:
 - the goodput of stop-and-wait and of a sliding window under loss;
 - the tail latency of a fan-out request, and hedged requests.
 
+The M/M/1 formulas live in ``models_queueing`` and the tail-latency ones in
+``models_tail``. This module re-exports them, so every formula is one
+attribute of ``msgpass.models``.
+
 Left out on purpose: networks of queues, M/G/1 and other service-time
 distributions, and congestion-control models newer than Reno.
 """
@@ -28,7 +32,24 @@ distributions, and congestion-control models newer than Reno.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+
+from .models_args import _count, _non_negative, _positive, _probability
+from .models_queueing import (
+    mm1_mean_in_system,
+    mm1_mean_time_in_system_s,
+    mm1_mean_waiting_time_s,
+    mm1_response_time_cdf,
+    mm1_response_time_percentile_s,
+    mm1_utilization,
+)
+from .models_tail import (
+    fanout_all_below_probability,
+    fanout_percentile_s,
+    fanout_slow_probability,
+    hedged_cdf,
+    hedged_percentile_s,
+)
 
 __all__ = [
     "FIBRE_SPEED_KM_PER_S",
@@ -70,52 +91,6 @@ FIBRE_SPEED_KM_PER_S = 200_000.0
 # segment, and for one that delays acknowledgements (one ACK per two segments).
 MATHIS_C = math.sqrt(3.0 / 2.0)
 MATHIS_C_DELAYED_ACK = math.sqrt(3.0 / 4.0)
-
-
-# ---------------------------------------------------------------- validation
-
-
-def _finite(name: str, value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError(f"invalid {name}: {value!r}; expected a finite number")
-    return float(value)
-
-
-def _positive(name: str, value: float) -> float:
-    if _finite(name, value) <= 0:
-        raise ValueError(f"invalid {name}: {value!r}; expected a number above 0")
-    return float(value)
-
-
-def _non_negative(name: str, value: float) -> float:
-    if _finite(name, value) < 0:
-        raise ValueError(f"invalid {name}: {value!r}; expected a number of at least 0")
-    return float(value)
-
-
-def _probability(name: str, value: float, *, allow_one: bool = True) -> float:
-    upper_ok = value <= 1 if allow_one else value < 1
-    if not (_finite(name, value) >= 0 and upper_ok):
-        bound = "[0, 1]" if allow_one else "[0, 1)"
-        raise ValueError(f"invalid {name}: {value!r}; expected a probability in {bound}")
-    return float(value)
-
-
-def _count(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"invalid {name}: {value!r}; expected an integer of at least 1")
-    return value
-
-
-def _stable(arrival_rate_per_s: float, service_rate_per_s: float) -> tuple[float, float]:
-    arrival = _non_negative("arrival_rate_per_s", arrival_rate_per_s)
-    service = _positive("service_rate_per_s", service_rate_per_s)
-    if arrival >= service:
-        raise ValueError(
-            f"unstable queue: arrival rate {arrival} per s must be below service rate "
-            f"{service} per s, or the queue grows without bound; lower the load or add servers"
-        )
-    return arrival, service
 
 
 # ---------------------------------------------------------------- where the time goes
@@ -315,60 +290,6 @@ def concurrent_time_s(
     return sequential_time_s(per_connection, rtt_s, service_s)
 
 
-# ---------------------------------------------------------------- M/M/1
-
-
-def mm1_utilization(arrival_rate_per_s: float, service_rate_per_s: float) -> float:
-    """Compute rho = lambda / mu for an M/M/1 queue; raises if lambda >= mu.
-
-    M/M/1 assumes Poisson arrivals at rate lambda, exponential service times
-    with mean 1/mu, one server and first-come first-served order. Source:
-    L. Kleinrock, "Queueing Systems, Volume 1: Theory", 1975.
-    """
-    arrival, service = _stable(arrival_rate_per_s, service_rate_per_s)
-    return arrival / service
-
-
-def mm1_mean_in_system(arrival_rate_per_s: float, service_rate_per_s: float) -> float:
-    """Compute L = rho / (1 - rho), the mean number of requests in an M/M/1 system."""
-    rho = mm1_utilization(arrival_rate_per_s, service_rate_per_s)
-    return rho / (1.0 - rho)
-
-
-def mm1_mean_time_in_system_s(arrival_rate_per_s: float, service_rate_per_s: float) -> float:
-    """Compute W = 1 / (mu - lambda), the mean response time (waiting plus service)."""
-    arrival, service = _stable(arrival_rate_per_s, service_rate_per_s)
-    return 1.0 / (service - arrival)
-
-
-def mm1_mean_waiting_time_s(arrival_rate_per_s: float, service_rate_per_s: float) -> float:
-    """Compute Wq = rho / (mu - lambda), the mean time spent queueing before service."""
-    arrival, service = _stable(arrival_rate_per_s, service_rate_per_s)
-    return (arrival / service) / (service - arrival)
-
-
-def mm1_response_time_cdf(
-    time_s: float, arrival_rate_per_s: float, service_rate_per_s: float
-) -> float:
-    """Compute P(response time <= t) = 1 - exp(-(mu - lambda) t) for M/M/1 in FIFO order."""
-    arrival, service = _stable(arrival_rate_per_s, service_rate_per_s)
-    return 1.0 - math.exp(-(service - arrival) * _non_negative("time_s", time_s))
-
-
-def mm1_response_time_percentile_s(
-    quantile: float, arrival_rate_per_s: float, service_rate_per_s: float
-) -> float:
-    """Compute the response time below which a fraction ``quantile`` of requests finish.
-
-    In an M/M/1 FIFO queue the response time is exponential with rate
-    mu - lambda, so the q-quantile is -ln(1 - q) / (mu - lambda). The p99 is
-    about 4.6 times the mean.
-    """
-    q = _probability("quantile", quantile, allow_one=False)
-    arrival, service = _stable(arrival_rate_per_s, service_rate_per_s)
-    return -math.log1p(-q) / (service - arrival)
-
-
 # ---------------------------------------------------------------- reliable delivery under loss
 
 
@@ -413,95 +334,3 @@ def sliding_window_goodput_bytes_per_s(
     link_limit = _positive("bandwidth_bytes_per_s", bandwidth_bytes_per_s)
     loss = _probability("loss_probability", loss_probability)
     return min(window_limit, link_limit) * (1.0 - loss)
-
-
-# ---------------------------------------------------------------- tail latency
-
-
-def fanout_slow_probability(slow_probability: float, fanout: int) -> float:
-    """Compute 1 - (1 - p)^N, the chance that at least one of N servers is slow.
-
-    Assumes the servers are slow independently of each other. Source: J. Dean
-    and L. A. Barroso, "The Tail at Scale", Communications of the ACM, 2013.
-    """
-    slow = _probability("slow_probability", slow_probability)
-    return 1.0 - (1.0 - slow) ** _count("fanout", fanout)
-
-
-def fanout_all_below_probability(per_server_cdf: float, fanout: int) -> float:
-    """Compute F(t)^N, the chance that all N independent replies arrive by t.
-
-    ``per_server_cdf`` is F(t), the chance that one server replies by t.
-    """
-    return _probability("per_server_cdf", per_server_cdf) ** _count("fanout", fanout)
-
-
-def fanout_percentile_s(
-    per_server_quantile_s: Callable[[float], float], fanout: int, quantile: float
-) -> float:
-    """Compute the q-quantile of the slowest of N independent replies.
-
-    The slowest reply is below t with probability F(t)^N, so its q-quantile is
-    the per-server quantile at q^(1/N). ``per_server_quantile_s`` is the
-    inverse CDF of one server's latency. For N = 100 and q = 0.99 it is called
-    at about 0.9999: the request's p99 is a server's p99.99.
-    """
-    q = _probability("quantile", quantile, allow_one=False)
-    return per_server_quantile_s(q ** (1.0 / _count("fanout", fanout)))
-
-
-def hedged_cdf(
-    per_server_cdf: Callable[[float], float], time_s: float, hedge_delay_s: float = 0.0
-) -> float:
-    """Compute P(a hedged request has a reply by t).
-
-    The first copy goes out at 0 and the second at ``hedge_delay_s`` to
-    another replica, and the first reply wins, so the response time is
-    min(X1, d + X2) with X1 and X2 independent and distributed by
-    ``per_server_cdf``. Its CDF is 1 - (1 - F(t)) (1 - F(t - d)) for t >= d
-    and F(t) before. With d = 0 this is the minimum of two independent draws.
-    The hedge is sent only if no reply came by d, which the formula already
-    reflects. The fraction of requests that send it is 1 - F(d).
-    """
-    t = _non_negative("time_s", time_s)
-    delay = _non_negative("hedge_delay_s", hedge_delay_s)
-    first = per_server_cdf(t)
-    if t < delay:
-        return first
-    return 1.0 - (1.0 - first) * (1.0 - per_server_cdf(t - delay))
-
-
-def hedged_percentile_s(
-    per_server_cdf: Callable[[float], float],
-    quantile: float,
-    hedge_delay_s: float = 0.0,
-    *,
-    tolerance_s: float = 1e-9,
-) -> float:
-    """Find the q-quantile of a hedged request's response time by bisection.
-
-    ``per_server_cdf`` must be a non-decreasing CDF that reaches ``quantile``
-    at some finite time. Raises ``ValueError`` when it does not within 1e12 s.
-    The result is within ``tolerance_s`` of the quantile, or as close as
-    200 halvings of the bracket get.
-    """
-    q = _probability("quantile", quantile, allow_one=False)
-    _positive("tolerance_s", tolerance_s)
-    low, high = 0.0, max(hedge_delay_s, 1e-6)
-    while hedged_cdf(per_server_cdf, high, hedge_delay_s) < q:
-        low, high = high, high * 2.0
-        if high > 1e12:
-            raise ValueError(
-                f"invalid per_server_cdf: it stays below {q} up to 1e12 s; "
-                f"pass the CDF of a distribution with a finite quantile"
-            )
-    # At most 200 halvings: floats near a large quantile cannot resolve a tiny tolerance.
-    for _ in range(200):
-        if high - low <= tolerance_s:
-            break
-        middle = (low + high) / 2.0
-        if hedged_cdf(per_server_cdf, middle, hedge_delay_s) < q:
-            low = middle
-        else:
-            high = middle
-    return high
