@@ -23,6 +23,8 @@ the matching methods of Java's ``CompletableFuture``:
   handler never runs inside the call to ``then``, ``fulfill`` or a resolver
   function, and never while a lock is held, so a handler may call ``then``
   or settle other promises freely.
+- ``Promise.all``, ``all_settled``, ``race`` and ``any`` combine many
+  promises into one. They are written in ``msgpass.styles.combinators``.
 - A rejection never vanishes. A rejected promise is logged with its id when
   it is garbage-collected, unless a handler was attached to it (``then``,
   ``catch``, ``finally_``, ``result``, a combinator or a bridge).
@@ -418,6 +420,8 @@ class Promise(Generic[T]):
         return result
 
     # ------------------------------------------------------------ combinators
+    # all, all_settled, race and any are written in the combinators module,
+    # which imports this one, so each method imports its function when called.
 
     @classmethod
     def resolve(cls, value: Any, *, dispatcher: Dispatcher | None = None) -> Promise[Any]:
@@ -449,45 +453,18 @@ class Promise(Generic[T]):
         JavaScript), and later rejections count as handled. Java's ``allOf``
         instead waits for every input. No input: fulfils with ``[]``.
         """
-        inputs = [cls.resolve(item, dispatcher=dispatcher) for item in items]
-        result: Promise[Any] = cls(dispatcher=dispatcher)
-        result._resolved = True
-        if not inputs:
-            result._settle(FULFILLED, [], None)
-            return result
-        values: list[Any] = [None] * len(inputs)
-        remaining = [len(inputs)]
-        lock = threading.Lock()
+        from .combinators import promise_all
 
-        def on_settled(index: int, source: Promise[Any]) -> None:
-            if source._state == REJECTED:
-                result._try_settle(REJECTED, None, source._error)
-                return
-            with lock:
-                values[index] = source._value
-                remaining[0] -= 1
-                complete = remaining[0] == 0
-            if complete:
-                result._try_settle(FULFILLED, list(values), None)
-
-        for index, promise in enumerate(inputs):
-            promise._add_reaction((on_settled, (index, promise)))
-        return result
+        return promise_all(cls, items, dispatcher=dispatcher)
 
     @classmethod
     def all_settled(
         cls, items: Iterable[Any], *, dispatcher: Dispatcher | None = None
     ) -> Promise[Any]:
         """Fulfil, once every input has settled, with one ``Settlement`` per input, in order."""
-        inputs = [cls.resolve(item, dispatcher=dispatcher) for item in items]
-        settled = [
-            promise.then(
-                lambda value: Settlement(FULFILLED, value=value),
-                lambda error: Settlement(REJECTED, error=error),
-            )
-            for promise in inputs
-        ]
-        return cls.all(settled, dispatcher=dispatcher)
+        from .combinators import promise_all_settled
+
+        return promise_all_settled(cls, items, dispatcher=dispatcher)
 
     @classmethod
     def race(cls, items: Iterable[Any], *, dispatcher: Dispatcher | None = None) -> Promise[Any]:
@@ -496,14 +473,9 @@ class Promise(Generic[T]):
         Raises ``ValueError`` for no input. JavaScript returns a promise that
         stays pending forever instead, which is never what the caller wants.
         """
-        inputs = [cls.resolve(item, dispatcher=dispatcher) for item in items]
-        if not inputs:
-            raise ValueError("Promise.race() needs at least one input, or it never settles")
-        result: Promise[Any] = cls(dispatcher=dispatcher)
-        result._resolved = True
-        for promise in inputs:
-            promise._add_reaction((result._settle_like_if_pending, (promise,)))
-        return result
+        from .combinators import promise_race
+
+        return promise_race(cls, items, dispatcher=dispatcher)
 
     @classmethod
     def any(cls, items: Iterable[Any], *, dispatcher: Dispatcher | None = None) -> Promise[Any]:
@@ -515,33 +487,9 @@ class Promise(Generic[T]):
         settles like the first input, as ``race`` does. Raises ``ValueError``
         for no input, because an empty group cannot be built.
         """
-        inputs = [cls.resolve(item, dispatcher=dispatcher) for item in items]
-        if not inputs:
-            raise ValueError("Promise.any() needs at least one input")
-        result: Promise[Any] = cls(dispatcher=dispatcher)
-        result._resolved = True
-        errors: list[BaseException | None] = [None] * len(inputs)
-        remaining = [len(inputs)]
-        lock = threading.Lock()
+        from .combinators import promise_any
 
-        def on_settled(index: int, source: Promise[Any]) -> None:
-            if source._state == FULFILLED:
-                result._try_settle(FULFILLED, source._value, None)
-                return
-            with lock:
-                errors[index] = source._error
-                remaining[0] -= 1
-                complete = remaining[0] == 0
-            if complete:
-                group = BaseExceptionGroup(
-                    f"all {len(inputs)} promises were rejected",
-                    [error for error in errors if error is not None],
-                )
-                result._try_settle(REJECTED, None, group)
-
-        for index, promise in enumerate(inputs):
-            promise._add_reaction((on_settled, (index, promise)))
-        return result
+        return promise_any(cls, items, dispatcher=dispatcher)
 
     def _settle_like_if_pending(self, source: Promise[Any]) -> None:
         self._try_settle(source._state, source._value, source._error)
