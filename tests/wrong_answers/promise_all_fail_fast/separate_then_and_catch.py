@@ -1,4 +1,6 @@
-"""Wrong: attaches on_value with then() and on_error with a separate catch(), leaving each rejected then() promise unhandled."""
+"""Wrong: attaches on_value with then() and on_error with a separate catch(), leaving each
+rejected then() promise unhandled.
+"""
 
 # Exercise promise-all-fail-fast: combine promises, values in input order, fail-fast
 def promise_all(promises: list[Promise]) -> Promise:
@@ -29,7 +31,7 @@ def promise_all(promises: list[Promise]) -> Promise:
             reject(error)
 
     for index, promise in enumerate(promises):
-        # One then() with both handlers: every input's rejection is handled.
+        # The mistake: then() without on_rejected makes a new promise that rejects unhandled.
         promise.then(functools.partial(on_value, index))
         promise.catch(on_error)
     return result

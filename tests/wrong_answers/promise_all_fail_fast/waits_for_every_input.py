@@ -9,7 +9,6 @@ def promise_all(promises: list[Promise]) -> Promise:
         return result
     values: list[Any] = [None] * len(promises)
     remaining = len(promises)
-    failed = False
     lock = threading.Lock()  # handlers of different inputs may run on different threads
 
     def on_value(index: int, value: Any) -> None:

@@ -1,4 +1,6 @@
-"""Wrong: lets an exception raised by the handler escape the reaction, so the chained promise stays pending."""
+"""Wrong: lets an exception raised by the handler escape the reaction, so the chained promise
+stays pending.
+"""
 
 # Exercise promise-then: write then() for a minimal promise class
 class MyPromise(MiniPromise):

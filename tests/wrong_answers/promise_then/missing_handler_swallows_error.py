@@ -1,4 +1,6 @@
-"""Wrong: with no matching handler, fulfils the chained promise with None, so a rejection is swallowed."""
+"""Wrong: with no matching handler, fulfils the chained promise with None, so a rejection is
+swallowed.
+"""
 
 # Exercise promise-then: write then() for a minimal promise class
 class MyPromise(MiniPromise):

@@ -1,4 +1,6 @@
-"""Wrong: draws from the uncapped bound and caps the drawn delay, which piles delays up at the cap."""
+"""Wrong: draws from the uncapped bound and caps the drawn delay, which piles delays up at the
+cap.
+"""
 
 # Exercise retry-backoff-jitter: retry with exponential backoff and full jitter
 def retry(

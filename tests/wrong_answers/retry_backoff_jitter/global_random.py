@@ -1,4 +1,6 @@
-"""Wrong: draws the jitter from the random module instead of the rng argument, so nobody can seed it."""
+"""Wrong: draws the jitter from the random module instead of the rng argument, so nobody can
+seed it.
+"""
 
 # Exercise retry-backoff-jitter: retry with exponential backoff and full jitter
 def retry(

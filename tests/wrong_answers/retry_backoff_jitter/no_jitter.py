@@ -1,4 +1,6 @@
-"""Wrong: sleeps the whole exponential bound every time, so clients that failed together retry together."""
+"""Wrong: sleeps the whole exponential bound every time, so clients that failed together retry
+together.
+"""
 
 # Exercise retry-backoff-jitter: retry with exponential backoff and full jitter
 def retry(

@@ -8,7 +8,7 @@ def with_deadline(promise: Promise, timeout_s: float, call_later: Callable[..., 
     def on_deadline() -> None:
         reject(MessagingTimeout(f"no outcome within the deadline of {timeout_s} s"))
 
-    timer = call_later(timeout_s, on_deadline)
+    call_later(timeout_s, on_deadline)  # the mistake: the handle is dropped, never cancelled
 
     def on_value(value: Any) -> None:
         resolve(value)  # ignored if the deadline came first

@@ -1,4 +1,6 @@
-"""Wrong: at the deadline rejects the input promise and returns a chain on it, settling a promise it does not own."""
+"""Wrong: at the deadline rejects the input promise and returns a chain on it, settling a
+promise it does not own.
+"""
 
 # Exercise with-deadline: settle like a promise, or reject with MessagingTimeout at a deadline
 def with_deadline(promise: Promise, timeout_s: float, call_later: Callable[..., Any]) -> Promise:

@@ -1,4 +1,6 @@
-"""Wrong: settles the result with fulfill() and reject_with(), which raise InvalidStateError when the other side already won."""
+"""Wrong: settles the result with fulfill() and reject_with(), which raise InvalidStateError
+when the other side already won.
+"""
 
 # Exercise with-deadline: settle like a promise, or reject with MessagingTimeout at a deadline
 def with_deadline(promise: Promise, timeout_s: float, call_later: Callable[..., Any]) -> Promise:
