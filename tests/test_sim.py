@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 
 import pytest
@@ -11,6 +12,7 @@ from msgpass.errors import EventLimitExceeded, SimulationError
 from msgpass.node import Node
 from msgpass.sim import Constant, Exponential, LinkConfig, LogNormal, Simulation, Uniform
 from msgpass.sim_links import Latency
+from msgpass.sim_stats import _nearest_ranks, _select_by_sorting, _select_with_numpy
 from msgpass.trace_events import Deliver, Drop, Duplicate, Send, Trace
 
 
@@ -100,6 +102,68 @@ def test_same_seed_replays_identical_trace() -> None:
 
 def test_different_seed_changes_trace() -> None:
     assert gossip_trace(seed=1) != gossip_trace(seed=2)
+
+
+def gossip_receipts(latency: Latency, *, traced: bool) -> list[list[tuple[float, str, object]]]:
+    """Run a fault-free gossip and return what each node received, in node order."""
+    sim = Simulation(seed=5, default_link=LinkConfig(latency=latency))
+    if traced:
+        sim.trace = Trace()  # a trace turns the send fast path off
+    names = ["a", "b", "c", "d"]
+    nodes = [sim.add_node(Gossip(name, [p for p in names if p != name], hops=40)) for name in names]
+    sim.run()
+    return [node.received for node in nodes]
+
+
+@pytest.mark.parametrize(
+    "latency",
+    [Constant(0.01), Uniform(0.001, 0.02), Exponential(0.01), LogNormal(0.01, 0.5)],
+)
+def test_fast_path_matches_general_path(latency: Latency) -> None:
+    fast = gossip_receipts(latency, traced=False)
+    general = gossip_receipts(latency, traced=True)
+
+    assert sum(len(received) for received in fast) == 4 * 41
+    assert fast == general
+
+
+def test_fast_path_stops_when_link_gets_loss() -> None:
+    sim, sink = burst_sim(LinkConfig(latency=Constant(0.1)), count=200)
+    sim.run()  # the a -> b link now exists and is on the fast path
+    sim.set_link("a", "b", LinkConfig(latency=Constant(0.1), loss=1.0))
+    sender = sim.nodes["a"]
+    for seq in range(5):
+        sender.send("b", Data(seq))
+    stats = sim.run()
+
+    assert len(sink.received) == 200
+    assert stats.sent == 205
+    assert stats.dropped_by_reason == {"loss": 5}
+
+
+def test_latency_quantiles_numpy_matches_sort() -> None:
+    pytest.importorskip("numpy")
+    rng = random.Random(3)
+    latencies = [rng.expovariate(100.0) for _ in range(50_001)]
+    ranks = _nearest_ranks(len(latencies))
+
+    selected = _select_with_numpy(list(latencies), ranks)
+    by_sorting = _select_by_sorting(list(latencies), ranks)
+
+    assert selected == by_sorting
+    assert by_sorting[3] == max(latencies)
+
+
+def test_stats_quantiles_of_long_run() -> None:
+    sim, sink = burst_sim(LinkConfig(latency=Uniform(0.0, 1.0)), count=30_000)
+    stats = sim.run()
+    latencies = sorted(time_s for time_s, _, _ in sink.received)  # every send was at time 0
+
+    assert stats.delivered == 30_000
+    assert stats.latency_p50_s == latencies[14_999]
+    assert stats.latency_p90_s == latencies[26_999]
+    assert stats.latency_p99_s == latencies[29_699]
+    assert stats.latency_max_s == latencies[-1]
 
 
 # -- latency and bandwidth ---------------------------------------------------------

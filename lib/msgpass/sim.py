@@ -28,6 +28,12 @@ Faults and their rules:
   ``Simulation`` inherits): a cut link drops what it carries, and a crashed
   node receives nothing, sends nothing and loses its timers.
 
+The rest of the simulator is split by concept too. ``Simulation`` inherits
+the send path and the event queue from ``msgpass.sim_transport``, and the
+timers and handler lookup from ``msgpass.sim_runtime``. ``SimStats`` and the
+latency quantiles are in ``msgpass.sim_stats``. This module contains the
+event loop and the public methods.
+
 Left out on purpose: congestion (links never slow down under load), processing
 time inside nodes (handlers take zero simulated time), and clocks that drift.
 """
@@ -39,11 +45,10 @@ import logging
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .errors import EventLimitExceeded, SimulationError
-from .node import Node, TimerHandle, derive_node_seed, message_size_bytes
+from .node import Node, derive_node_seed
 from .sim_faults import FaultInjection
 from .sim_links import (
     Constant,
@@ -53,15 +58,14 @@ from .sim_links import (
     Uniform,
     _LinkState,
 )
+from .sim_runtime import NodeHosting, _SimulationRuntime
+from .sim_stats import SimStats, latency_quantiles
+from .sim_transport import _CALL, _DELIVER, _LOSS, _TIMER, MessageTransport
 from .trace_events import (
     DROP_CRASHED,
     DROP_LOSS,
     DROP_PARTITION,
     Deliver,
-    Drop,
-    Duplicate,
-    Send,
-    TimerFired,
     Trace,
 )
 
@@ -83,58 +87,7 @@ NodeT = TypeVar("NodeT", bound=Node)
 # Per call of run(). At a few microseconds per event, a runaway run stops after seconds.
 DEFAULT_MAX_EVENTS = 1_000_000
 
-# Event kinds, the third element of every event tuple.
-_DELIVER = 0  # (time_s, seq, _DELIVER, message_id, source, dest, message, sent_at_s)
-_LOSS = 1  # (time_s, seq, _LOSS, message_id, source, dest, message, sent_at_s)
-_TIMER = 2  # (time_s, seq, _TIMER, timer_id, node_id, name, None, None)
-_CALL = 3  # (time_s, seq, _CALL, fn, args, None, None, None)
-
-
-@dataclass(frozen=True)
-class SimStats:
-    """Counters of a simulation so far, as returned by ``Simulation.stats()`` and ``run()``.
-
-    Latency figures are seconds from send to delivery, over delivered
-    messages, as nearest-rank quantiles. They are ``None`` until something is
-    delivered. ``messages_per_operation`` is messages sent divided by the
-    operations that nodes counted with ``count_operation``, and ``None`` if
-    no operation was counted.
-    """
-
-    now_s: float
-    events: int
-    sent: int
-    delivered: int
-    dropped_by_reason: dict[str, int] = field(default_factory=dict)
-    duplicated: int = 0
-    timers_fired: int = 0
-    operations: int = 0
-    messages_per_operation: float | None = None
-    latency_p50_s: float | None = None
-    latency_p90_s: float | None = None
-    latency_p99_s: float | None = None
-    latency_max_s: float | None = None
-    stop_reason: str = "not run"
-
-    @property
-    def dropped(self) -> int:
-        """The number of messages dropped, for any reason."""
-        return sum(self.dropped_by_reason.values())
-
-
-class _SimulationRuntime:
-    """The ``Runtime`` that nodes of a simulation see: four bound methods of the simulation."""
-
-    __slots__ = ("now", "send", "set_timer", "cancel_timer")
-
-    def __init__(self, sim: Simulation) -> None:
-        self.now: Callable[[], float] = sim._read_clock
-        self.send: Callable[[str, str, object], None] = sim._send
-        self.set_timer: Callable[[str, float, str], TimerHandle] = sim._set_timer
-        self.cancel_timer: Callable[[TimerHandle], None] = sim._cancel_timer
-
-
-class Simulation(FaultInjection):
+class Simulation(FaultInjection, MessageTransport, NodeHosting):
     """A simulated network of ``Node`` objects, driven by a virtual clock.
 
     ::
@@ -167,6 +120,8 @@ class Simulation(FaultInjection):
         self.max_events = max_events
 
         self._rng = random.Random(seed)
+        self._random = self._rng.random
+        self._default_link_state: _LinkState | None = None
         self._now = 0.0
         self._queue: list[tuple[Any, ...]] = []
         self._seq = 0
@@ -180,15 +135,22 @@ class Simulation(FaultInjection):
         self._timers_by_node: dict[str, set[int]] = {}
         self._next_timer_id = 0
 
-        self._events = 0
+        # Events processed other than successful deliveries, which the length of
+        # _latencies counts: stats() adds the two.
+        self._other_events = 0
         self._sent = 0
         self._dropped: dict[str, int] = {}
         self._duplicated = 0
         self._timers_fired = 0
         self._latencies: list[float] = []
         self._stop_reason = "not run"
-        # True while no trace, crash or partition can affect a send (see _send).
+        # True while no trace, crash or partition can affect a send.
         self._quiet = trace is None
+        # source -> dest -> link, for the links that _send may handle on its fast
+        # path: links without random faults or bandwidth limit, while the
+        # simulation is quiet. set_link and _update_quiet keep it up to date, so
+        # a send needs one lookup to know which path to take.
+        self._fast_links: dict[str, dict[str, _LinkState]] = {}
         self._running = False
         # node id -> message class -> bound handler method, so that a delivery
         # skips building the method name and looking it up.
@@ -214,6 +176,7 @@ class Simulation(FaultInjection):
         self._nodes[node.node_id] = node
         self._timers_by_node[node.node_id] = set()
         self._handlers[node.node_id] = {}
+        self._fast_links[node.node_id] = {}
         node.attach(self._runtime, derive_node_seed(self.seed, node.node_id))
         self._push(self._now, _CALL, self._start_node, (node.node_id,))
         return node
@@ -254,9 +217,10 @@ class Simulation(FaultInjection):
         for pair in pairs:
             link = self._links.get(pair)
             if link is None:
-                self._links[pair] = _LinkState(config, self._rng)
+                self._add_link(pair, config)
             else:
                 link.configure(config, self._rng)
+                self._update_fast_link(pair, link)
 
     def link(self, a: str, b: str) -> LinkConfig:
         """Return the configuration of the link from ``a`` to ``b``."""
@@ -312,40 +276,49 @@ class Simulation(FaultInjection):
         return self.stats()
 
     def _run_events(self, until_s: float | None, until: Callable[[], bool] | None) -> None:
-
+        # This loop runs once per event, so it is written for speed. Everything it
+        # uses is bound to a local name first, because a local read is cheaper
+        # than an attribute read. A delivery is counted only by appending its
+        # latency, and the event limit is counted in a local variable. Crashes,
+        # partitions and the trace are still checked per event, because a
+        # handler or a scheduled call may change them in the middle of a run.
         queue = self._queue
         pop = heapq.heappop
         cut = self._cut
         crashed = self._crashed
-        latencies = self._latencies
+        record_latency = self._latencies.append  # its length counts deliveries
         trace = self._trace
         handlers = self._handlers
         timer_owner = self._timer_owner
-        limit = self._events + self.max_events
+        deliver = _DELIVER
+        max_events = self.max_events
+        processed = 0  # events processed by this call, for the max_events bound
         stop_at = math.inf if until_s is None else until_s
         stop_reason = "idle"
 
         while queue:
             event = pop(queue)
             time_s = event[0]
-            if time_s > stop_at or self._events >= limit:
+            if time_s > stop_at or processed >= max_events:
                 heapq.heappush(queue, event)  # not processed: put it back for a later run
                 if time_s > stop_at:
                     stop_reason = "until_s"
                     break
-                raise EventLimitExceeded(self.max_events, self._now)
+                raise EventLimitExceeded(max_events, self._now)
             kind = event[2]
 
-            if kind == _DELIVER:
-                self._events += 1
+            if kind == deliver:
+                processed += 1
                 self._now = time_s
                 _, _, _, message_id, source, dest, message, sent_at_s = event
                 if cut and (source, dest) in cut:
+                    self._other_events += 1
                     self._drop(message_id, source, dest, message, DROP_PARTITION)
                 elif crashed and dest in crashed:
+                    self._other_events += 1
                     self._drop(message_id, source, dest, message, DROP_CRASHED)
                 else:
-                    latencies.append(time_s - sent_at_s)  # its length counts deliveries
+                    record_latency(time_s - sent_at_s)
                     if trace is not None:
                         trace.record(
                             Deliver(
@@ -366,11 +339,13 @@ class Simulation(FaultInjection):
             elif kind == _TIMER:
                 if event[3] not in timer_owner:
                     continue  # cancelled: it neither counts as an event nor moves the clock
-                self._events += 1
+                processed += 1
+                self._other_events += 1
                 self._now = time_s
                 self._fire_timer(event[3], event[4], event[5])
             else:
-                self._events += 1
+                processed += 1
+                self._other_events += 1
                 self._now = time_s
                 if kind == _LOSS:
                     self._drop(event[3], event[4], event[5], event[6], DROP_LOSS)
@@ -394,10 +369,10 @@ class Simulation(FaultInjection):
     def stats(self) -> SimStats:
         """Return the counters and latency quantiles of everything simulated so far."""
         operations = sum(node.operations for node in self._nodes.values())
-        ordered = sorted(self._latencies)
+        p50, p90, p99, latency_max = latency_quantiles(self._latencies)
         return SimStats(
             now_s=self._now,
-            events=self._events,
+            events=self._other_events + len(self._latencies),
             sent=self._sent,
             delivered=len(self._latencies),
             dropped_by_reason=dict(self._dropped),
@@ -405,10 +380,10 @@ class Simulation(FaultInjection):
             timers_fired=self._timers_fired,
             operations=operations,
             messages_per_operation=self._sent / operations if operations else None,
-            latency_p50_s=_nearest_rank(ordered, 0.50),
-            latency_p90_s=_nearest_rank(ordered, 0.90),
-            latency_p99_s=_nearest_rank(ordered, 0.99),
-            latency_max_s=ordered[-1] if ordered else None,
+            latency_p50_s=p50,
+            latency_p90_s=p90,
+            latency_p99_s=p99,
+            latency_max_s=latency_max,
             stop_reason=self._stop_reason,
         )
 
@@ -416,194 +391,6 @@ class Simulation(FaultInjection):
         return (
             f"Simulation(seed={self.seed}, now={self._now:.6f}s, nodes={len(self._nodes)}, "
             f"crashed={sorted(self._crashed)}, cut_links={len(self._cut)}, "
-            f"pending_events={len(self._queue)}, events={self._events})"
+            f"pending_events={len(self._queue)}, "
+            f"events={self._other_events + len(self._latencies)})"
         )
-
-    # -- the Runtime that nodes call ---------------------------------------
-
-    def _read_clock(self) -> float:
-        return self._now
-
-    def _send(self, source: str, dest: str, message: object) -> None:
-        link = self._links.get((source, dest))
-        if link is None:
-            link = self._create_link(source, dest, message)
-        self._sent += 1  # every send gets the next id, even one dropped at once
-
-        if link.plain and self._quiet:
-            # The fast path: nothing to record, nothing to drop, no bandwidth
-            # limit. It makes the same draw as the general path below would.
-            now = self._now
-            arrives_s = now + link.sample_latency()
-            if arrives_s < link.last_arrival_s:
-                arrives_s = link.last_arrival_s  # FIFO: never before an earlier message
-            link.last_arrival_s = arrives_s
-            self._seq += 1
-            heapq.heappush(
-                self._queue,
-                (arrives_s, self._seq, _DELIVER, self._sent, source, dest, message, now),
-            )
-            return
-        self._send_general(link, source, dest, message)
-
-    def _create_link(self, source: str, dest: str, message: object) -> _LinkState:
-        # Links are created on first use, so an unknown dest is caught here.
-        if dest not in self._nodes:
-            raise SimulationError(
-                f"node {source!r} sent {type(message).__name__} to unknown node {dest!r}; "
-                f"known nodes: {sorted(self._nodes)}"
-            )
-        link = self._links[(source, dest)] = _LinkState(self.default_link, self._rng)
-        return link
-
-    def _send_general(self, link: _LinkState, source: str, dest: str, message: object) -> None:
-        now = self._now
-        message_id = self._sent
-        config = link.config
-        trace = self._trace
-
-        size_bytes = 0
-        if trace is not None or config.bandwidth_bytes_per_s is not None:
-            size_bytes = message_size_bytes(message)
-        if trace is not None:
-            trace.record(Send(now, source, dest, type(message).__name__, message_id, size_bytes))
-
-        if self._crashed and source in self._crashed:
-            self._drop(message_id, source, dest, message, DROP_CRASHED)
-            return
-        if self._cut and (source, dest) in self._cut:
-            self._drop(message_id, source, dest, message, DROP_PARTITION)
-            return
-
-        # Transmission: the message waits for the messages queued before it on
-        # this link, then occupies the link for size / bandwidth seconds.
-        departs_s = now
-        if config.bandwidth_bytes_per_s is not None:
-            start_s = max(now, link.transmit_free_at_s)
-            departs_s = start_s + size_bytes / config.bandwidth_bytes_per_s
-            link.transmit_free_at_s = departs_s
-
-        self._propagate(link, message_id, source, dest, message, now, departs_s)
-        if config.duplicate and self._rng.random() < config.duplicate:
-            self._duplicated += 1
-            if trace is not None:
-                trace.record(Duplicate(now, source, dest, type(message).__name__, message_id))
-            self._propagate(link, message_id, source, dest, message, now, departs_s)
-
-    def _propagate(
-        self,
-        link: _LinkState,
-        message_id: int,
-        source: str,
-        dest: str,
-        message: object,
-        sent_at_s: float,
-        departs_s: float,
-    ) -> None:
-        """Draw one copy's latency, loss and reordering, and schedule its arrival or loss.
-
-        The draws happen in a fixed order (latency, then loss and reorder if
-        enabled), so the same seed yields the same fate for the same message.
-        """
-        config = link.config
-        rng = self._rng
-        arrives_s = departs_s + link.sample_latency()
-        if config.loss and rng.random() < config.loss:
-            self._push(arrives_s, _LOSS, message_id, source, dest, message, sent_at_s)
-            return
-        if config.reorder and rng.random() < config.reorder:
-            # Held back past later messages, and later messages do not wait for it.
-            arrives_s += rng.uniform(0.0, config.effective_reorder_window_s())
-        else:
-            if arrives_s < link.last_arrival_s:
-                arrives_s = link.last_arrival_s
-            link.last_arrival_s = arrives_s
-        self._push(arrives_s, _DELIVER, message_id, source, dest, message, sent_at_s)
-
-    def _set_timer(self, node_id: str, delay_s: float, name: str) -> TimerHandle:
-        if not (math.isfinite(delay_s) and delay_s >= 0):
-            raise ValueError(
-                f"invalid timer delay {delay_s!r} s for {name!r} on node {node_id!r}: "
-                f"expected a finite number >= 0"
-            )
-        if node_id in self._crashed:
-            raise SimulationError(f"node {node_id!r} is crashed, so it cannot set timer {name!r}")
-        self._next_timer_id += 1
-        timer_id = self._next_timer_id
-        self._timer_owner[timer_id] = node_id
-        self._timers_by_node[node_id].add(timer_id)
-        self._push(self._now + delay_s, _TIMER, timer_id, node_id, name)
-        return TimerHandle(node_id, name, timer_id)
-
-    def _cancel_timer(self, handle: TimerHandle) -> None:
-        node_id = self._timer_owner.pop(handle.timer_id, None)
-        if node_id is not None:
-            self._timers_by_node[node_id].discard(handle.timer_id)
-
-    # -- event handlers ------------------------------------------------------
-
-    def _push(
-        self,
-        time_s: float,
-        kind: int,
-        a: object,
-        b: object = None,
-        c: object = None,
-        d: object = None,
-        e: object = None,
-    ) -> None:
-        self._seq += 1
-        heapq.heappush(self._queue, (time_s, self._seq, kind, a, b, c, d, e))
-
-    def _drop(self, message_id: int, source: str, dest: str, message: object, reason: str) -> None:
-        self._dropped[reason] = self._dropped.get(reason, 0) + 1
-        if self._trace is not None:
-            self._trace.record(
-                Drop(self._now, source, dest, type(message).__name__, message_id, reason)
-            )
-
-    def _fire_timer(self, timer_id: int, node_id: str, name: str) -> None:
-        if self._timer_owner.pop(timer_id, None) is None:
-            return  # cancelled, or cleared by a crash
-        self._timers_by_node[node_id].discard(timer_id)
-        self._timers_fired += 1
-        if self._trace is not None:
-            self._trace.record(TimerFired(self._now, node_id, name))
-        try:
-            self._nodes[node_id].fire_timer(name)
-        except Exception as error:
-            error.add_note(
-                f"while node {node_id!r} handled timer {name!r} at simulated time {self._now:.6f} s"
-            )
-            raise
-
-    def _start_node(self, node_id: str) -> None:
-        if node_id in self._crashed:
-            return  # crashed before it started; restart will run on_restart
-        self._nodes[node_id].on_start()
-
-    # -- helpers -------------------------------------------------------------
-
-    def _find_handler(self, node_id: str, message: object) -> Callable[[str, Any], None]:
-        """Return the bound method that delivers ``message`` to node ``node_id``, and cache it.
-
-        It is the node's ``on_<Type>`` method, as ``Node.dispatch`` would find it.
-        A node whose class overrides ``dispatch``, or has no handler for the type,
-        gets its ``dispatch`` (which raises ``MissingHandler`` in the second case).
-        The cache is per node and message class, so replacing a handler on the
-        instance after its first message has no effect.
-        """
-        node = self._nodes[node_id]
-        handler: Callable[[str, Any], None] = node.dispatch
-        if type(node).dispatch is Node.dispatch:
-            handler = getattr(node, "on_" + message.__class__.__name__, handler)
-        self._handlers[node_id][message.__class__] = handler
-        return handler
-
-
-def _nearest_rank(ordered: list[float], quantile: float) -> float | None:
-    """Return the nearest-rank ``quantile`` of an ascending list, or ``None`` if it is empty."""
-    if not ordered:
-        return None
-    rank = max(1, math.ceil(quantile * len(ordered)))
-    return ordered[rank - 1]

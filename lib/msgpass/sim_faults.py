@@ -53,6 +53,7 @@ class FaultInjection:
     _trace: Trace | None
     _now: float
     _quiet: bool
+    _rebuild_fast_links: Callable[[], None]  # MessageTransport._rebuild_fast_links
 
     def schedule(self, at_s: float, fn: Callable[..., object], *args: object) -> None:
         raise NotImplementedError  # Simulation.schedule
@@ -175,6 +176,7 @@ class FaultInjection:
 
     def _update_quiet(self) -> None:
         self._quiet = self._trace is None and not self._crashed and not self._cut
+        self._rebuild_fast_links()
 
     def _require_node(self, node_id: str) -> None:
         if node_id not in self._nodes:

@@ -212,7 +212,14 @@ class LinkConfig:
 class _LinkState:
     """The mutable side of one link direction: its config and its FIFO bookkeeping."""
 
-    __slots__ = ("config", "plain", "sample_latency", "transmit_free_at_s", "last_arrival_s")
+    __slots__ = (
+        "config",
+        "plain",
+        "sample_latency",
+        "exponential_rate",
+        "transmit_free_at_s",
+        "last_arrival_s",
+    )
 
     def __init__(self, config: LinkConfig, rng: random.Random) -> None:
         self.transmit_free_at_s = 0.0  # when the sender's end finishes its queued transmissions
@@ -226,3 +233,22 @@ class _LinkState:
             config.loss or config.duplicate or config.reorder
         )
         self.sample_latency = config.latency.sampler(rng)
+        # The rate of an Exponential latency, which the simulator's fast path
+        # draws inline; 0.0 for the other distributions.
+        latency = config.latency
+        self.exponential_rate = latency._rate if type(latency) is Exponential else 0.0
+
+    def copy_unused(self) -> _LinkState:
+        """Return a link with this configuration and no traffic yet.
+
+        Cheaper than building one from the config: the sampler, a function of
+        the shared generator, is reused.
+        """
+        link = _LinkState.__new__(_LinkState)
+        link.config = self.config
+        link.plain = self.plain
+        link.sample_latency = self.sample_latency
+        link.exponential_rate = self.exponential_rate
+        link.transmit_free_at_s = 0.0
+        link.last_arrival_s = 0.0
+        return link
