@@ -2,14 +2,10 @@
 
 This is the event loop's proof: one thread serves many clients without
 blocking on any of them. Each connection owns three pieces of state that a
-blocking server keeps implicitly on a thread's stack:
-
-- a ``FrameDecoder``, because ``recv`` returns whatever bytes have arrived,
-  which may be half a frame or several frames;
-- an outgoing buffer, because a non-blocking ``send`` takes only what fits in
-  the kernel's send buffer and the rest must wait for write-readiness;
-- a flag that records whether the peer has finished sending, so the connection
-  closes only after its last reply is out.
+blocking server keeps implicitly on a thread's stack: a ``FrameDecoder``, an
+outgoing buffer and a flag that records whether the peer has finished
+sending. ``msgpass.styles.eventloop_stream.FramedStream`` keeps that state,
+and both ends of the echo service here are built on it.
 
 The server also applies backpressure. It stops reading from a client whose
 unsent replies exceed ``PAUSE_READING_BYTES`` and resumes once they are sent,
@@ -29,8 +25,9 @@ import socket
 from types import TracebackType
 
 from ..errors import ConnectionClosed, MessagingError, ProtocolError, translate_os_error
-from ..framing import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, encode_frame
+from ..framing import DEFAULT_MAX_FRAME_BYTES
 from .eventloop import EventLoop, LoopFuture
+from .eventloop_stream import RECV_BYTES, FramedStream
 
 __all__ = [
     "ACCEPT_RETRY_DELAY_S",
@@ -42,7 +39,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-RECV_BYTES = 65536  # maximum bytes read by one recv() call
 # After accept() fails for lack of resources (EMFILE, ENOBUFS), the server stops
 # accepting for this long instead of retrying on every loop step. asyncio waits 1 s.
 ACCEPT_RETRY_DELAY_S = 1.0
@@ -50,142 +46,7 @@ ACCEPT_RETRY_DELAY_S = 1.0
 PAUSE_READING_BYTES = 1024 * 1024
 
 
-class _FramedStream:
-    """One non-blocking framed socket on a loop: a decoder for input, a buffer for output.
-
-    ``send`` accepts as many bytes as the kernel's send buffer has room for and
-    raises ``BlockingIOError`` when it has none. Whatever it did not take stays
-    in ``_outgoing``, and a writer callback sends the rest when the socket
-    becomes writable again. The writer is registered only while bytes are
-    waiting, because an idle socket is always writable and would wake the loop
-    on every step. ``partial_sends`` counts the ``send`` calls that took fewer
-    bytes than offered, including those that took none.
-    """
-
-    def __init__(
-        self,
-        loop: EventLoop,
-        sock: socket.socket,
-        label: str,
-        max_frame_bytes: int,
-        connected: bool,
-    ) -> None:
-        self.loop = loop
-        self.sock = sock
-        self.label = label
-        self.closed = False
-        self._connected = connected
-        self._decoder = FrameDecoder(max_frame_bytes)
-        self._max_frame_bytes = max_frame_bytes
-        self._outgoing = bytearray()
-        self._reading = False
-        self._writing = False
-        self._close_when_drained = False
-        self.bytes_received = 0
-        self.bytes_sent = 0
-        self.partial_sends = 0
-
-    def write_frame(self, payload: bytes) -> None:
-        self._outgoing += encode_frame(payload, self._max_frame_bytes)
-        self._flush()
-
-    def start_reading(self) -> None:
-        if not self._reading and not self.closed:
-            self.loop.add_reader(self.sock, self._on_readable)
-            self._reading = True
-
-    def stop_reading(self) -> None:
-        if self._reading:
-            self.loop.remove_reader(self.sock)
-            self._reading = False
-
-    def _flush(self) -> None:
-        if not self._connected or self.closed:
-            return
-        while self._outgoing:
-            try:
-                sent = self.sock.send(self._outgoing)
-            except (BlockingIOError, InterruptedError):
-                self.partial_sends += 1
-                break
-            except OSError as error:
-                self._fail(translate_os_error(error, f"send to {self.label}"))
-                return
-            self.bytes_sent += sent
-            if sent < len(self._outgoing):
-                self.partial_sends += 1
-            del self._outgoing[:sent]
-        if self._outgoing and not self._writing:
-            self.loop.add_writer(self.sock, self._flush)
-            self._writing = True
-        elif not self._outgoing:
-            if self._writing:
-                self.loop.remove_writer(self.sock)
-                self._writing = False
-            self._on_drained()
-
-    def _on_readable(self) -> None:
-        try:
-            data = self.sock.recv(RECV_BYTES)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as error:
-            self._fail(translate_os_error(error, f"receive from {self.label}"))
-            return
-        if not data:
-            self._on_end_of_stream()
-            return
-        self.bytes_received += len(data)
-        try:
-            frames = self._decoder.feed(data)
-        except MessagingError as error:
-            self._fail(error)
-            return
-        for payload in frames:
-            if self.closed:
-                break
-            self._on_frame(payload)
-
-    def _on_end_of_stream(self) -> None:
-        self.stop_reading()
-        try:
-            self._decoder.close()
-        except MessagingError as error:
-            self._fail(error)
-            return
-        # The peer has finished sending. Send the replies already queued, then close.
-        self._close_when_drained = True
-        if not self._outgoing:
-            self.close()
-
-    def _on_drained(self) -> None:
-        if self._close_when_drained:
-            self.close()
-
-    def _fail(self, error: MessagingError) -> None:
-        log.warning("closing %s after an error: %s", self.label, error)
-        self._outgoing.clear()
-        self.close(error)
-
-    def close(self, error: MessagingError | None = None) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.stop_reading()
-        if self._writing:
-            self.loop.remove_writer(self.sock)
-            self._writing = False
-        self.sock.close()
-        self._on_closed(error)
-
-    def _on_frame(self, payload: bytes) -> None:
-        raise NotImplementedError
-
-    def _on_closed(self, error: MessagingError | None) -> None:
-        pass
-
-
-class _EchoConnection(_FramedStream):
+class _EchoConnection(FramedStream):
     """The server's side of one client: every frame received is sent back unchanged."""
 
     def __init__(self, server: EchoServer, sock: socket.socket, label: str) -> None:
@@ -268,7 +129,9 @@ class EchoServer:
             except OSError as error:
                 log.error(
                     "accept on port %d failed: %s; accepting again in %.1f s",
-                    self.port, error, ACCEPT_RETRY_DELAY_S,
+                    self.port,
+                    error,
+                    ACCEPT_RETRY_DELAY_S,
                 )
                 self.loop.remove_reader(self._listener)
                 self.loop.call_later(ACCEPT_RETRY_DELAY_S, self._resume_accepting)
@@ -329,7 +192,7 @@ class EchoServer:
         return f"<EchoServer {self.host}:{self.port} {state}, {self.frames_echoed} frames echoed>"
 
 
-class EchoClient(_FramedStream):
+class EchoClient(FramedStream):
     """A client of ``EchoServer`` on the same loop; ``request`` returns a ``LoopFuture``.
 
     The connection is opened without blocking: ``connect_ex`` starts it, and the
