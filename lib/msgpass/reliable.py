@@ -26,6 +26,10 @@ Crash and restart keep every attribute (the ``Node`` default): a restarted
 sender resends the items it has not seen acknowledged, and a restarted
 receiver keeps what it delivered.
 
+The messages live in ``msgpass.reliable_messages`` and the measurement of a
+transfer (``simulate_transfer``) in ``msgpass.reliable_transfer``. This
+module re-exports both, so labs import everything from here.
+
 Left out on purpose: adaptive timeouts (TCP estimates the round-trip time and
 its variance, RFC 6298), congestion control, flow control driven by the
 receiver, and sequence numbers that wrap around.
@@ -35,12 +39,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from .node import Node, TimerHandle, message_size_bytes
-from .sim import LinkConfig, SimStats, Simulation
-from .trace_events import Trace
+from .node import Node, TimerHandle
+from .reliable_messages import RELIABLE_MESSAGE_TYPES, Ack, Data, segment_bytes
+from .reliable_transfer import TransferResult, simulate_transfer
 
 __all__ = [
     "Data",
@@ -64,30 +67,6 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 0.1
 
 _RETRANSMIT_PREFIX = "retransmit_"  # timer names of the sliding window: retransmit_<seq>
-
-
-@dataclass(frozen=True)
-class Data:
-    """One item of the transfer, numbered by its index in the sender's list."""
-
-    seq: int
-    payload: str
-
-
-@dataclass(frozen=True)
-class Ack:
-    """The receiver got ``Data`` number ``seq``; every seq below ``next_expected`` is delivered."""
-
-    seq: int
-    next_expected: int
-
-
-RELIABLE_MESSAGE_TYPES: tuple[type, ...] = (Data, Ack)  # the registry for RealRuntime
-
-
-def segment_bytes(items: Sequence[str]) -> int:
-    """Return the total wire size of the ``Data`` messages that carry ``items``, each once."""
-    return sum(message_size_bytes(Data(seq, item)) for seq, item in enumerate(items))
 
 
 # ----------------------------------------------------------------- senders
@@ -370,64 +349,3 @@ class StopAndWaitReceiver(SlidingWindowReceiver):
 
     def __init__(self, node_id: str, *, drop_probability: float = 0.0) -> None:
         super().__init__(node_id, 1, drop_probability=drop_probability)
-
-
-# ----------------------------------------------------------------- measuring a transfer
-
-
-@dataclass(frozen=True)
-class TransferResult:
-    """The outcome of ``simulate_transfer``.
-
-    ``duration_s`` is the simulated time from the start to the last ``Ack``
-    (``None`` if the transfer did not finish). ``goodput_bytes_per_s`` counts
-    each item's ``Data`` size once, however often it was sent.
-    """
-
-    completed: bool
-    in_order: bool
-    duration_s: float | None
-    goodput_bytes_per_s: float | None
-    data_sent: int
-    retransmissions: int
-    sim_stats: SimStats
-
-
-def simulate_transfer(
-    sender: ReliableSender,
-    receiver: SlidingWindowReceiver,
-    *,
-    link: LinkConfig,
-    reverse_link: LinkConfig | None = None,
-    seed: int = 0,
-    until_s: float = 600.0,
-    trace: Trace | None = None,
-) -> TransferResult:
-    """Run ``sender`` and ``receiver`` on a new ``Simulation`` until the sender is done.
-
-    ``link`` carries ``Data`` from sender to receiver and ``reverse_link``
-    (default: the same config) carries the ``Ack``s. The run stops when the
-    sender is done or at ``until_s`` simulated seconds. ``in_order`` is
-    whether the receiver delivered exactly the sender's items, in order.
-    """
-    sim = Simulation(seed=seed, trace=trace)
-    sim.add_node(sender)
-    sim.add_node(receiver)
-    sim.set_link(sender.node_id, receiver.node_id, link, both_ways=False)
-    back = reverse_link if reverse_link is not None else link
-    sim.set_link(receiver.node_id, sender.node_id, back, both_ways=False)
-    stats = sim.run(until_s=until_s, until=lambda: sender.completed_at_s is not None)
-
-    duration_s = sender.completed_at_s
-    goodput = None
-    if duration_s is not None and duration_s > 0:
-        goodput = segment_bytes(sender.items) / duration_s
-    return TransferResult(
-        completed=sender.done,
-        in_order=receiver.delivered == sender.items,
-        duration_s=duration_s,
-        goodput_bytes_per_s=goodput,
-        data_sent=sender.data_sent,
-        retransmissions=sender.retransmissions,
-        sim_stats=stats,
-    )
