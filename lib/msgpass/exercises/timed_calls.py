@@ -1,8 +1,8 @@
 """Running a learner's function or coroutine with a deadline, for checkers.
 
 A checker must never hang on a learner's mistake, and a notebook cell already
-runs the kernel's event loop in its thread. So the checkers of labs 6 and 8
-call learner code through these helpers:
+runs the kernel's event loop in its thread. So the checkers of lab 6 call
+learner code through these helpers:
 
 - ``call_with_deadline`` calls a function on a daemon thread and returns
   ``STILL_RUNNING`` if it has not finished in time, or re-raises what it raised.
