@@ -41,6 +41,7 @@ __all__ = [
     "MissingHandler",
     "SimulationError",
     "EventLimitExceeded",
+    "ServiceUnavailable",
 ]
 
 
@@ -240,3 +241,17 @@ class EventLimitExceeded(SimulationError):
             f"at simulated time {now_s:.6f} s; pass until_s= or until= to bound the run, "
             f"or raise max_events if the run is expected to be this long"
         )
+
+
+class ServiceUnavailable(MessagingError):
+    """A server program that a lab needs, such as RabbitMQ or Redis, is not installed.
+
+    ``service`` is the display name (``"RabbitMQ"``, ``"Redis"``), ``program``
+    the path that was looked up, and the message contains installation instructions.
+    """
+
+    def __init__(self, service: str, program: str, install_hint: str) -> None:
+        self.service = service
+        self.program = program
+        self.install_hint = install_hint
+        super().__init__(f"{service} is not available: {program} not found; {install_hint}")
