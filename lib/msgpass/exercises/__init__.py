@@ -22,6 +22,7 @@ from .guarantee_checks import (
 from .promise_checks import check_promise_all, check_promise_then
 from .reliable_checks import check_sliding_window_receiver, check_stop_and_wait_sender
 from .retry_checks import check_retry, check_with_deadline
+from .spool_checks import check_spool_claim
 from .styles_checks import check_callback_future, check_with_timeout
 from .styles_loop_checks import check_echo_handlers, check_once_emitter
 from .tail_checks import check_fanout_percentile, check_hedged_request
@@ -47,4 +48,5 @@ __all__ = [
     "check_dedup_receiver",
     "check_at_least_once_sender",
     "check_ordered_delivery",
+    "check_spool_claim",
 ]
