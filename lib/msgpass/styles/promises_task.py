@@ -5,7 +5,7 @@ The callback version (``fetch_balance_callbacks``) starts step 2 inside step
 promises, each request returns a ``Promise`` at once, and ``then`` chains
 the next step onto it. The handler of step 1 returns the promise of step 2,
 and ``then`` adopts it, so the chain settles only when the balance arrives.
-One rejection handler at the end, or one ``result`` call, sees an error from
+One rejection handler at the end, or one ``result`` call, receives an error from
 either step.
 
 Wrapping a callback request in a promise takes one line, because the
