@@ -40,12 +40,16 @@ A first run::
                 consumer.ack(delivery)
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .client import Admin, Consumer, Delivery, Producer
 from .core import DLQ_SUFFIX, Broker
 from .groups import TopicPartition, assign_range, assign_round_robin
 from .partition_log import Durability, NewRecord, PartitionLog
 from .records import Record, decode_records, encode_record
-from .server import BrokerServer
+
+if TYPE_CHECKING:
+    from .server import BrokerServer
 
 __all__ = [
     "Admin",
@@ -65,3 +69,13 @@ __all__ = [
     "decode_records",
     "encode_record",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # BrokerServer is imported on first use, so that `python -m msgpass.broker.server`
+    # does not find the module already imported by this package.
+    if name == "BrokerServer":
+        from .server import BrokerServer
+
+        return BrokerServer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -30,9 +30,14 @@ from typing import Any, Self
 from ..errors import MessagingError, RemoteError
 from ..tcp import FramedConnection, connect
 from .groups import TopicPartition
-from .protocol import check_reply, decode_message, encode_message, pack_records
+from .protocol import (
+    check_reply,
+    decode_message,
+    encode_message,
+    pack_records,
+    records_from_reply,
+)
 from .records import Record
-from .server import records_from_reply
 
 __all__ = ["Delivery", "Producer", "Consumer", "Admin", "DEFAULT_CLIENT_TIMEOUT_S"]
 
@@ -115,7 +120,7 @@ class Admin(_Client):
             "max_records": max_records,
         }
         reply, payload = self.request(header)
-        return [record for _, record in records_from_reply(reply, payload)]
+        return [record for _, _, _, record in records_from_reply(reply, payload)]
 
     def offsets(self) -> dict[str, list[tuple[int, int]]]:
         """Return every topic's (start_offset, end_offset) per partition."""
@@ -322,7 +327,7 @@ class Consumer(_Client):
                     count,
                     record.headers,
                 )
-                for (topic, partition, count), record in records_from_reply(reply, payload)
+                for topic, partition, count, record in records_from_reply(reply, payload)
             ]
             if deliveries or time.monotonic() >= deadline:
                 return deliveries

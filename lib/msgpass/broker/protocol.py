@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import ProtocolError, RemoteError
+from .records import Record
 
 __all__ = [
     "HEADER_LENGTH",
@@ -35,6 +36,7 @@ __all__ = [
     "decode_message",
     "pack_records",
     "unpack_records",
+    "records_from_reply",
     "error_reply",
     "check_reply",
 ]
@@ -118,6 +120,27 @@ def unpack_records(sizes: Any, payload: bytes) -> list[tuple[bytes | None, bytes
             f"record sizes add up to {position} bytes but the payload has {len(payload)}"
         )
     return items
+
+
+def records_from_reply(
+    header: Mapping[str, Any], payload: bytes
+) -> list[tuple[str, int, int, Record]]:
+    """Rebuild the records of a fetch or read reply as (topic, partition, deliveries, record).
+
+    The header's ``"records"`` list holds ``[topic, partition, offset,
+    timestamp_ms, deliveries, headers]`` per record, and ``"sizes"`` the key
+    and value lengths of the payload.
+    """
+    items = unpack_records(header["sizes"], payload)
+    fields_list = header["records"]
+    if not isinstance(fields_list, list) or len(fields_list) != len(items):
+        raise ProtocolError("reply lists a different number of records than sizes")
+    rebuilt = []
+    for (key, value), fields in zip(items, fields_list, strict=True):
+        topic, partition, offset, timestamp_ms, deliveries, headers = fields
+        record = Record(int(offset), int(timestamp_ms), key, value, headers)
+        rebuilt.append((str(topic), int(partition), int(deliveries), record))
+    return rebuilt
 
 
 def error_reply(code: str, message: str) -> bytes:

@@ -45,7 +45,6 @@ from ..tcp_threaded import ThreadedServer
 from .core import DEFAULT_ACK_TIMEOUT_S, DEFAULT_MAX_DELIVERIES, Broker, Delivered
 from .partition_log import DEFAULT_SEGMENT_BYTES, Durability, NewRecord
 from .protocol import decode_message, encode_message, error_reply, pack_records, unpack_records
-from .records import Record
 
 __all__ = ["BrokerServer", "main"]
 
@@ -270,18 +269,6 @@ _OPERATIONS = {
     "committed": _committed,
     "metadata": _metadata,
 }
-
-
-def records_from_reply(header: dict[str, Any], payload: bytes) -> list[tuple[list[Any], Record]]:
-    """Rebuild the records of a fetch or read reply: ([topic, partition, deliveries], Record)."""
-    items = unpack_records(header["sizes"], payload)
-    rebuilt = []
-    for (key, value), fields in zip(items, header["records"], strict=True):
-        topic, partition, offset, timestamp_ms, deliveries, headers = fields
-        rebuilt.append(
-            ([topic, partition, deliveries], Record(offset, timestamp_ms, key, value, headers))
-        )
-    return rebuilt
 
 
 # -- running as a process ----------------------------------------------------
