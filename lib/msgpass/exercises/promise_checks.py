@@ -19,113 +19,41 @@ handler to every input, so that later rejections are not logged as unhandled.
 Each checker starts its own ``Dispatcher`` threads and closes them, and
 captures the log records of ``msgpass.styles`` while it runs, so that
 unhandled rejections count as findings instead of lines on stderr.
+
+This module contains the ``promise-then`` checker. ``MiniPromise`` lives in
+``minipromise``, the ``promise-all-fail-fast`` checker in
+``promise_all_checks`` and the log capture in ``promise_support``. This
+module re-exports them, so lab 8 imports them from here.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
-import gc
-import logging
 import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Final
 
-from ..errors import InvalidStateError
-from ..styles.promise import Dispatcher, Promise
+from ..styles.promise import Dispatcher
 from .checking import Check, CheckFailed, CheckReport, expect_equal, short_repr
+from .minipromise import FULFILLED, PENDING, REJECTED, MiniPromise, Scheduler
+from .promise_all_checks import check_promise_all
+from .promise_support import WAIT_S, capture_promise_logs, expect_no_unhandled
 
 __all__ = [
     "FULFILLED",
     "PENDING",
     "REJECTED",
+    "ManualScheduler",
     "MiniPromise",
+    "Scheduler",
     "capture_promise_logs",
+    "expect_no_unhandled",
     "check_promise_all",
     "check_promise_then",
 ]
 
-PENDING: Final = "pending"
-FULFILLED: Final = "fulfilled"
-REJECTED: Final = "rejected"
-
-WAIT_S: Final = 2.0  # how long a check waits for a promise that should settle
 THREAD_CASES: Final = 120  # seeded then()/fulfill() races in the threaded check
-SETTLE_ORDER_CASES: Final = 40  # seeded settle orders in the promise_all checks
-UNHANDLED_MARK: Final = "without a rejection handler"  # text of the library's log line
-
-Scheduler = Callable[[Callable[[], object]], object]
-
-
-# ---------------------------------------------------------------------------
-# The promise that exercise promise-then builds on
-# ---------------------------------------------------------------------------
-
-
-class MiniPromise:
-    """A promise cut down to its states: pending, then fulfilled or rejected once.
-
-    ``scheduler(reaction)`` must queue ``reaction()`` to run later, on another
-    thread or a later turn of a loop, and return without running it.
-    ``fulfill`` and ``reject`` settle the promise and raise
-    ``InvalidStateError`` if it is already settled. ``add_reaction(reaction)``
-    hands ``reaction()`` to the scheduler once the promise is settled, or at
-    once if it already is. ``fulfill`` does not adopt a promise given as the
-    value: adoption is part of the exercise. ``then`` is the exercise.
-    """
-
-    def __init__(self, scheduler: Scheduler) -> None:
-        self.scheduler = scheduler
-        self.state: str = PENDING
-        self.value: Any = None
-        self.error: BaseException | None = None
-        self._lock = threading.Lock()
-        self._reactions: list[Callable[[], object]] = []
-
-    def fulfill(self, value: Any) -> None:
-        """Settle the promise as fulfilled with ``value``."""
-        self._settle(FULFILLED, value, None)
-
-    def reject(self, error: BaseException) -> None:
-        """Settle the promise as rejected with the exception ``error``."""
-        if not isinstance(error, BaseException):
-            raise TypeError(f"reject() takes an exception instance, got {error!r}")
-        self._settle(REJECTED, None, error)
-
-    def _settle(self, state: str, value: Any, error: BaseException | None) -> None:
-        with self._lock:
-            if self.state != PENDING:
-                raise InvalidStateError(f"cannot settle {self!r} again")
-            self.state, self.value, self.error = state, value, error
-            reactions, self._reactions = self._reactions, []
-        for reaction in reactions:
-            self.scheduler(reaction)
-
-    def add_reaction(self, reaction: Callable[[], object]) -> None:
-        """Have the scheduler run ``reaction()`` once this promise is settled."""
-        with self._lock:
-            if self.state == PENDING:
-                self._reactions.append(reaction)
-                return
-        self.scheduler(reaction)
-
-    def then(
-        self,
-        on_fulfilled: Callable[[Any], Any] | None = None,
-        on_rejected: Callable[[BaseException], Any] | None = None,
-    ) -> MiniPromise:
-        """Return a new promise settled by the matching handler (the exercise)."""
-        raise NotImplementedError("MiniPromise.then is the exercise: write it in a subclass")
-
-    def __repr__(self) -> str:
-        detail = {FULFILLED: f" value={self.value!r}", REJECTED: f" error={self.error!r}"}
-        return f"<{type(self).__name__} {self.state}{detail.get(self.state, '')}>"
-
-
-# ---------------------------------------------------------------------------
-# Helpers shared by the checkers
-# ---------------------------------------------------------------------------
 
 
 class ManualScheduler:
@@ -155,42 +83,6 @@ class ManualScheduler:
             expected="the queued reactions to finish",
             actual=f"more than {limit} reactions queued one after another",
             hint="a reaction must not queue itself again forever",
-        )
-
-
-@contextlib.contextmanager
-def capture_promise_logs() -> Iterator[list[logging.LogRecord]]:
-    """Collect warnings and errors of ``msgpass.styles`` (promises, dispatchers) while a check runs.
-
-    The records are kept instead of printed, so that a check can report an
-    unhandled rejection or a failing handler as a finding.
-    """
-    records: list[logging.LogRecord] = []
-
-    class _Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    logger = logging.getLogger("msgpass.styles")
-    handler = _Collect(logging.WARNING)
-    saved_propagate = logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        yield records
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = saved_propagate
-
-
-def expect_no_unhandled(records: list[logging.LogRecord], hint: str) -> None:
-    """Raise ``CheckFailed`` if an error record was logged (an unhandled rejection)."""
-    errors = [record for record in records if record.levelno >= logging.ERROR]
-    if errors:
-        raise CheckFailed(
-            expected="no unhandled rejection and no failing handler logged",
-            actual=f"{len(errors)} error log line(s), the first: {errors[0].getMessage()}",
-            hint=hint,
         )
 
 
@@ -479,147 +371,3 @@ def check_promise_then(promise_class: Any, *, seed: int = 0, quiet: bool = False
         "add_reaction(), which handles both orders under its lock",
     )
     return check.run(promise_class, quiet=quiet)
-
-
-# ---------------------------------------------------------------------------
-# Sub-checks of promise-all-fail-fast
-# ---------------------------------------------------------------------------
-
-
-def _call_all(promise_all: Callable[[list[Promise[Any]]], Any], inputs: list[Promise[Any]]) -> Any:
-    result = promise_all(list(inputs))
-    if not isinstance(result, Promise):
-        raise CheckFailed(
-            expected="promise_all() to return a Promise",
-            actual=short_repr(result),
-            hint="create the result with Promise.with_resolvers() and return the promise",
-        )
-    return result
-
-
-def _outcome_within(result: Promise[Any], what: str, hint: str) -> tuple[str, object]:
-    try:
-        error = result.exception(WAIT_S)
-    except TimeoutError:
-        raise CheckFailed(
-            expected=f"{what} to settle within {WAIT_S} s",
-            actual=f"still pending: {short_repr(result)}",
-            hint=hint,
-        ) from None
-    if error is not None:
-        return REJECTED, error
-    return FULFILLED, result.result(0.0)
-
-
-def check_all_empty(promise_all: Any, rng: random.Random) -> None:
-    result = _call_all(promise_all, [])
-    state, outcome = _outcome_within(
-        result, "promise_all([])", "with no inputs nothing will ever settle: fulfil with [] at once"
-    )
-    expect_equal((state, outcome), (FULFILLED, []), "(state, outcome) of promise_all([])")
-
-
-def check_all_input_order(promise_all: Any, rng: random.Random) -> None:
-    dispatcher = Dispatcher("promise-all-check")
-    try:
-        for _ in range(SETTLE_ORDER_CASES):
-            count = rng.randint(1, 6)
-            made = [Promise.with_resolvers(dispatcher=dispatcher) for _ in range(count)]
-            result = _call_all(promise_all, [promise for promise, _, _ in made])
-            order = list(range(count))
-            rng.shuffle(order)
-            for index in order:
-                made[index][1](f"value {index}")
-            state, outcome = _outcome_within(
-                result,
-                "promise_all() after every input fulfilled",
-                "count the inputs that "
-                "fulfilled and fulfil the result when the count reaches len(promises)",
-            )
-            expected = [f"value {index}" for index in range(count)]
-            if (state, outcome) != (FULFILLED, expected):
-                raise CheckFailed(
-                    expected=f"fulfilled with {expected}",
-                    actual=f"{state} with {short_repr(outcome)} (inputs settled in order {order})",
-                    hint="store each value at its input's index, not in the order they arrive",
-                )
-    finally:
-        dispatcher.close(WAIT_S)
-
-
-def check_all_fail_fast(promise_all: Any, rng: random.Random) -> None:
-    dispatcher = Dispatcher("promise-all-check")
-    try:
-        with capture_promise_logs() as records:
-            for case in range(SETTLE_ORDER_CASES):
-                _fail_fast_case(promise_all, rng, dispatcher, case)
-            dispatcher.close(WAIT_S)
-            gc.collect()
-            expect_no_unhandled(
-                records,
-                "attach one then(on_value, on_error) to every input: a separate then() and "
-                "catch() leave a rejected chained promise that nobody handles",
-            )
-    finally:
-        with contextlib.suppress(RuntimeError):
-            dispatcher.close(WAIT_S)
-
-
-def _fail_fast_case(
-    promise_all: Any, rng: random.Random, dispatcher: Dispatcher, case: int
-) -> None:
-    count = rng.randint(2, 6)
-    made = [Promise.with_resolvers(dispatcher=dispatcher) for _ in range(count)]
-    result = _call_all(promise_all, [promise for promise, _, _ in made])
-    order = list(range(count))
-    rng.shuffle(order)
-    first_failure = rng.randrange(count)  # position in the settle order of the first rejection
-    errors = {index: ConnectionError(f"input {index} failed") for index in order[first_failure:]}
-    for index in order[:first_failure]:
-        made[index][1](f"value {index}")
-    failing = order[first_failure]
-    made[failing][2](errors[failing])
-    state, outcome = _outcome_within(
-        result,
-        f"the result after input {failing} rejected while {count - first_failure - 1} "
-        f"input(s) were still pending",
-        "reject the result as soon as any input rejects; do not wait for the other inputs",
-    )
-    if state != REJECTED or outcome is not errors[failing]:
-        raise CheckFailed(
-            expected=f"rejected with the error of input {failing}: {errors[failing]!r}",
-            actual=f"{state} with {short_repr(outcome)}",
-            hint="reject the result with the first rejection error itself",
-        )
-    for index in order[first_failure + 1 :]:
-        # The rest settle after the result: the later ones reject too, now and then.
-        if rng.random() < 0.5:
-            made[index][2](errors[index])
-        else:
-            made[index][1](f"value {index}")
-
-
-def check_promise_all(promise_all: Any, *, seed: int = 0, quiet: bool = False) -> CheckReport:
-    """Check a learner's ``promise_all(promises)`` for input order and fail-fast rejection.
-
-    Prints a one-line summary and returns a ``CheckReport`` when every check
-    passes. Raises ``ExerciseFailed`` naming the first failed check.
-    """
-    check = Check("promise-all-fail-fast", seed=seed)
-    check.add(
-        "no inputs",
-        check_all_empty,
-        hint="with an empty list, return a promise already fulfilled with []",
-    )
-    check.add(
-        "values in input order",
-        check_all_input_order,
-        hint="keep a list of len(promises) slots and fill slot i with input i's value",
-    )
-    check.add(
-        "fail-fast, later rejections handled",
-        check_all_fail_fast,
-        hint="attach a rejection handler to every input at the start, and reject the "
-        "result from the first one that runs",
-    )
-    return check.run(promise_all, quiet=quiet)
