@@ -14,18 +14,19 @@ from msgpass.broker.groups import (
 )
 from msgpass.errors import RemoteError
 
-members_strategy = st.lists(st.text("abcdef", min_size=1, max_size=4), min_size=1, max_size=8,
-                            unique=True)
-topics_strategy = st.dictionaries(st.sampled_from(["a", "b", "c"]), st.integers(1, 12),
-                                  min_size=1)
+members_strategy = st.lists(
+    st.text("abcdef", min_size=1, max_size=4), min_size=1, max_size=8, unique=True
+)
+topics_strategy = st.dictionaries(st.sampled_from(["a", "b", "c"]), st.integers(1, 12), min_size=1)
 
 
 def _partitions(topics: dict[str, int]) -> list[TopicPartition]:
     return [TopicPartition(t, p) for t, n in topics.items() for p in range(n)]
 
 
-def _check_exact_cover(assignment: dict[str, list[TopicPartition]],
-                       partitions: list[TopicPartition]) -> None:
+def _check_exact_cover(
+    assignment: dict[str, list[TopicPartition]], partitions: list[TopicPartition]
+) -> None:
     given_out = [tp for tps in assignment.values() for tp in tps]
     assert sorted(given_out) == sorted(partitions)  # every partition exactly once
 

@@ -25,8 +25,9 @@ def _topic(server: BrokerServer, name: str = "orders", partitions: int = 4) -> N
         admin.create_topic(name, partitions)
 
 
-def _drain(consumer: Consumer, expected: int, *, deadline_s: float = 5.0,
-           ack: bool = True) -> list[Delivery]:
+def _drain(
+    consumer: Consumer, expected: int, *, deadline_s: float = 5.0, ack: bool = True
+) -> list[Delivery]:
     """Poll until ``expected`` deliveries arrived or the deadline passed."""
     received: list[Delivery] = []
     deadline = time.monotonic() + deadline_s
@@ -71,8 +72,13 @@ def test_errors_for_unknown_topic_and_bad_partition(server: BrokerServer):
 def test_rebalance_on_join_and_leave(server: BrokerServer):
     _topic(server, partitions=4)
     revoked: list[TopicPartition] = []
-    first = Consumer(port=server.port, group="g", topics=["orders"], strategy="round_robin",
-                     on_revoked=revoked.extend)
+    first = Consumer(
+        port=server.port,
+        group="g",
+        topics=["orders"],
+        strategy="round_robin",
+        on_revoked=revoked.extend,
+    )
     second = Consumer(port=server.port, group="g", topics=["orders"])
     try:
         first.poll(timeout_s=0.05)
@@ -110,8 +116,8 @@ def test_session_timeout_hands_partitions_over(server: BrokerServer):
     try:
         alive.poll(timeout_s=0.01)
         assert len(alive.assignment) == 1
-        # `silent` never polls again, so the broker drops it after 0.2 s; a waiting
-        # poll of `alive` sees the new generation and both partitions' records.
+        # `silent` never polls again, so the broker drops it after 0.2 s. A waiting
+        # poll of `alive` receives the new generation and both partitions' records.
         received = _drain(alive, 4)
         assert len(alive.assignment) == 2
         assert sorted(d.value for d in received) == [b"a", b"b", b"c", b"d"]
@@ -124,8 +130,9 @@ def test_no_partition_shared_within_generation(server: BrokerServer):
     _topic(server, partitions=3)
     with Producer(port=server.port) as producer:
         producer.send_batch("orders", [b"%d" % i for i in range(90)])
-    consumers = [Consumer(port=server.port, group="g", topics=["orders"], max_records=5)
-                 for _ in range(2)]
+    consumers = [
+        Consumer(port=server.port, group="g", topics=["orders"], max_records=5) for _ in range(2)
+    ]
     seen: dict[tuple[int, int], str] = {}  # (generation, partition) -> member
     try:
         deadline = time.monotonic() + 5
@@ -134,8 +141,9 @@ def test_no_partition_shared_within_generation(server: BrokerServer):
             for consumer in consumers:
                 batch = consumer.poll(timeout_s=0.05)
                 for delivery in batch:
-                    owner = seen.setdefault((consumer.generation, delivery.partition),
-                                            consumer.member_id)
+                    owner = seen.setdefault(
+                        (consumer.generation, delivery.partition), consumer.member_id
+                    )
                     assert owner == consumer.member_id
                 consumer.ack(*batch)
                 total += len(batch)

@@ -56,9 +56,21 @@ def _start_broker(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen[byte
     """Start a broker process and return it with the port it printed."""
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "msgpass.broker.server", "--data-dir", str(data_dir),
-             "--port", "0", "--durability", "fsync", "--ack-timeout-s", "5",
-             "--segment-bytes", "65536"],
+            [
+                sys.executable,
+                "-m",
+                "msgpass.broker.server",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                "0",
+                "--durability",
+                "fsync",
+                "--ack-timeout-s",
+                "5",
+                "--segment-bytes",
+                "65536",
+            ],
             stdout=subprocess.PIPE,
             stderr=log_file,
         )
@@ -113,8 +125,9 @@ class Traffic:
 
     def _consume(self) -> None:
         try:
-            with Consumer(port=self.port, group=GROUP, topics=[TOPIC], timeout_s=5,
-                          max_records=50) as consumer:
+            with Consumer(
+                port=self.port, group=GROUP, topics=[TOPIC], timeout_s=5, max_records=50
+            ) as consumer:
                 while True:
                     batch = consumer.poll(timeout_s=0.2)
                     if not batch:
@@ -172,8 +185,9 @@ def _read_all(admin: Admin) -> dict[tuple[int, int], bytes]:
     return stored
 
 
-def _check_restart(port: int, traffic: Traffic, all_acked: list[tuple[int, int, bytes]],
-                   confirmed: dict[int, int]) -> None:
+def _check_restart(
+    port: int, traffic: Traffic, all_acked: list[tuple[int, int, bytes]], confirmed: dict[int, int]
+) -> None:
     with Admin(port=port, timeout_s=5) as admin:
         stored = _read_all(admin)
         lost = [(p, o, v) for p, o, v in all_acked if stored.get((p, o)) != v]
@@ -186,8 +200,9 @@ def _check_restart(port: int, traffic: Traffic, all_acked: list[tuple[int, int, 
             f"from {offset} to {committed[partition]}"
         )
 
-    with Consumer(port=port, group=GROUP, topics=[TOPIC], timeout_s=5,
-                  max_records=10_000) as consumer:
+    with Consumer(
+        port=port, group=GROUP, topics=[TOPIC], timeout_s=5, max_records=10_000
+    ) as consumer:
         first_seen: dict[int, int] = {}
         deadline = time.monotonic() + ROUND_TIMEOUT_S
         wanted = {p for p in range(PARTITIONS) if ends[p] > committed[p]}

@@ -13,9 +13,9 @@ The broker teaches what Kafka-style brokers do, in about 2000 lines:
   ``"memory"`` mode everything is lost when the process ends.
 - **Retention** deletes whole old segments by total size or by age.
 - **Consumer groups** share partitions between members with the range or the
-  round-robin strategy, and rebalance when a member joins, leaves or misses
-  its session timeout; generation ids keep two members of one generation off
-  the same partition (``groups``).
+  round-robin strategy. They rebalance when a member joins, leaves or misses
+  its session timeout, and generation ids keep two members of one generation
+  off the same partition (``groups``).
 - **At-least-once delivery**: unacknowledged records are redelivered after
   the ack timeout, records that fail ``max_deliveries`` times go to the
   dead-letter topic ``<topic>.dlq``, and the committed offset is the end of the

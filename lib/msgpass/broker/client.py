@@ -1,6 +1,6 @@
 """Clients of the teaching broker: ``Producer``, ``Consumer`` and ``Admin``.
 
-Each client holds one framed TCP connection and sends one request at a time,
+Each client keeps one framed TCP connection and sends one request at a time,
 waiting for its reply (see ``protocol`` for the wire format).
 
 - ``Producer.send`` returns the record's (partition, offset) only after the
@@ -44,7 +44,7 @@ __all__ = ["Delivery", "Producer", "Consumer", "Admin", "DEFAULT_CLIENT_TIMEOUT_
 log = logging.getLogger(__name__)
 
 DEFAULT_CLIENT_TIMEOUT_S = 10.0  # seconds a request may take, on top of any fetch wait
-FETCH_WAIT_S = 1.0  # longest a single fetch request waits on the broker inside poll()
+FETCH_WAIT_S = 1.0  # maximum seconds one fetch request inside poll() waits on the broker
 
 PartitionCallback = Callable[[list[TopicPartition]], None]
 
@@ -172,7 +172,7 @@ class Producer(_Client):
     ) -> list[tuple[int, int]]:
         """Send many records in one request; return each one's (partition, offset) in order.
 
-        ``messages`` holds values, or (key, value) pairs. The broker appends
+        ``messages`` contains values, or (key, value) pairs. The broker appends
         them with one fsync per partition and replies once all are durable,
         so either every record of the reply is stored or the call raises.
         """

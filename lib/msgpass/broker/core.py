@@ -15,9 +15,9 @@ On disk (``Durability.FSYNC``) the data directory looks like this::
 
 A topic exists once its ``topic.json`` is in place, which is written last and
 atomically, so a crash in the middle of creating a topic leaves no half
-topic. Committed offsets are written atomically and fsynced before an ack
-request is answered, so a consumer that saw its ack answered can rely on the
-committed offset after a crash.
+topic. Committed offsets are written atomically and fsynced before the reply
+to an ack request is sent, so a consumer that received that reply can rely on
+the committed offset after a crash.
 
 NOTE: one lock for the whole broker, held across fsync, keeps the reasoning
 simple but serialises all partitions; Kafka appends to partitions in
@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 DLQ_SUFFIX = ".dlq"
 DEFAULT_ACK_TIMEOUT_S = 30.0
 DEFAULT_MAX_DELIVERIES = 5
-MAX_WAIT_S = 5.0  # longest a fetch may wait for records before it returns empty
+MAX_WAIT_S = 5.0  # maximum seconds a fetch waits for records before it returns empty
 _T = TypeVar("_T")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
 
@@ -68,7 +68,7 @@ class Delivered:
 
 @dataclass(frozen=True)
 class FetchResult:
-    """What a fetch returns: the member's generation and assignment, and any records."""
+    """The result of a fetch: the member's generation and assignment, and any records."""
 
     generation: int
     assignment: list[TopicPartition]
@@ -491,7 +491,7 @@ class Broker:
         return state
 
     def describe_group(self, group: str) -> dict[str, object]:
-        """The group's generation, assignment and delivery counters, for a notebook."""
+        """Return the group's generation, assignment and delivery counters, for a notebook."""
         with self._condition:
             described = dict(self._group(group).describe())
             described["delivery"] = {

@@ -12,7 +12,7 @@ Keys and values are arbitrary bytes, so they travel outside the JSON, in the
 payload. The header lists their sizes in order as ``[key_length,
 value_length]`` pairs, with -1 as the key length of a record without a key.
 Nothing on the wire is pickled, so a broken or hostile peer can at worst send
-an invalid request, which is answered with an error.
+an invalid request, which the broker rejects with an error reply.
 
 A request header has an ``"op"`` field (``"produce"``, ``"fetch"``, ``"ack"``
 and so on, see ``server``). A reply header has ``"ok": true`` and the
@@ -127,7 +127,7 @@ def records_from_reply(
 ) -> list[tuple[str, int, int, Record]]:
     """Rebuild the records of a fetch or read reply as (topic, partition, deliveries, record).
 
-    The header's ``"records"`` list holds ``[topic, partition, offset,
+    The header's ``"records"`` list contains ``[topic, partition, offset,
     timestamp_ms, deliveries, headers]`` per record, and ``"sizes"`` the key
     and value lengths of the payload.
     """

@@ -2,7 +2,7 @@
 
 ``BrokerServer`` puts a ``Broker`` behind a ``ThreadedServer``. Each request
 frame (see ``protocol``) is decoded, handed to the matching ``Broker``
-method, and answered with exactly one reply frame. The operations are:
+method, and gets exactly one reply frame. The operations are:
 
 =============  ===============================================================
 op             request fields -> reply fields
@@ -122,7 +122,7 @@ class BrokerServer:
         self.stop()
 
     def handle(self, body: bytes) -> bytes:
-        """Answer one request frame with one reply frame; errors become error replies."""
+        """Handle one request frame and return one reply frame; errors become error replies."""
         op = "?"
         try:
             header, payload = decode_message(body)
@@ -134,6 +134,7 @@ class BrokerServer:
             reply["ok"] = True
             return encode_message(reply, reply_payload)
         except RemoteError as error:
+            log.info("broker: %s request rejected (%s): %s", op, error.code, error)
             return error_reply(error.code, str(error))
         except (ProtocolError, ValueError, TypeError, KeyError) as error:
             self.requests_failed += 1
