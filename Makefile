@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make book   creates .venv, installs what the book needs, runs every lab and builds the site
 #   make test   creates .venv if needed and runs every test (unit, checkers, notebooks, build)
+#   make crash-test  runs the broker's SIGKILL crash test, which `make test` skips
 # PYTHON selects the interpreter used to create the environment.
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: book test env student clean
+.PHONY: book test crash-test env student clean
 
 env: $(STAMP)
 
@@ -24,6 +25,11 @@ book: env
 
 test: env
 	$(BIN)/python -m pytest tests labs --nbval-lax
+
+# Kill the teaching broker with SIGKILL at random points 50 times and check that
+# no acknowledged record is lost; CI runs it after `make test`.
+crash-test: env
+	$(BIN)/python -m pytest -m crash tests/crash
 
 # Write the student edition of every lab into student/. Notebooks a learner
 # has already edited there are kept; the tool lists them and says how to replace them.
