@@ -19,6 +19,7 @@ from .guarantee_checks import (
     check_dedup_receiver,
     check_ordered_delivery,
 )
+from .kafka_checks import check_commit_after_processing
 from .promise_checks import check_promise_all, check_promise_then
 from .reliable_checks import check_sliding_window_receiver, check_stop_and_wait_sender
 from .retry_checks import check_retry, check_with_deadline
@@ -49,4 +50,5 @@ __all__ = [
     "check_at_least_once_sender",
     "check_ordered_delivery",
     "check_spool_claim",
+    "check_commit_after_processing",
 ]

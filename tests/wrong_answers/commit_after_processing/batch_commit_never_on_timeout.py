@@ -1,0 +1,20 @@
+"""Commits a batch only when it is full, so messages processed in a batch that ends on the
+timeout stay uncommitted and are processed again after a restart."""
+
+# Exercise commit-after-processing: process each message, then commit its offset
+def consumer_settings() -> dict[str, object]:
+    return {"enable.auto.commit": False, "auto.offset.reset": "earliest"}
+
+
+def consume_batch(consumer, process, max_messages: int, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    processed = 0
+    while processed < max_messages and time.monotonic() < deadline:
+        message = consumer.poll(max(0.0, deadline - time.monotonic()))
+        if message is None or message.error() is not None:
+            continue
+        process(message)
+        processed += 1
+        if processed == max_messages:
+            consumer.commit(asynchronous=False)
+    return processed

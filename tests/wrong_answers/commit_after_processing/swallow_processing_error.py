@@ -1,0 +1,22 @@
+"""Catches the exception from process(), skips the message and commits past it, so the message
+whose processing failed is never processed."""
+
+# Exercise commit-after-processing: process each message, then commit its offset
+def consumer_settings() -> dict[str, object]:
+    return {"enable.auto.commit": False, "auto.offset.reset": "earliest"}
+
+
+def consume_batch(consumer, process, max_messages: int, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    processed = 0
+    while processed < max_messages and time.monotonic() < deadline:
+        message = consumer.poll(max(0.0, deadline - time.monotonic()))
+        if message is None or message.error() is not None:
+            continue
+        try:
+            process(message)
+            processed += 1
+        except Exception as error:
+            print(f"skipping a message that failed: {error}")
+        consumer.commit(message=message, asynchronous=False)
+    return processed
