@@ -11,11 +11,12 @@ the measured latencies and never an interpolation between two of them.
 
 The simulator keeps every latency in a list and computes the quantiles only
 when asked, so a delivery costs one ``list.append``. Computing them needs
-order statistics. A full sort of n values costs O(n log n): about 30 ms for
+order statistics. A full sort of n values costs O(n log n): 30 to 40 ms for
 200,000 latencies on the 2-core VM that ``benchmarks/RESULTS.md`` describes,
-against about 8 ms with numpy. So for long lists ``latency_quantiles`` uses
-numpy's selection (``numpy.partition``, O(n)) when numpy is installed. Both
-ways return the same values.
+against 8 to 17 ms with numpy, most of it spent copying the list into an
+array. So for long lists ``latency_quantiles`` uses numpy's selection
+(``numpy.partition``, O(n)) when numpy is installed. Both ways return the
+same values.
 """
 
 from __future__ import annotations
