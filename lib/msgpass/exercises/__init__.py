@@ -2,16 +2,19 @@
 
 - ``checking``: the runner every checker shares (``Check``, ``CheckFailed``,
   ``ExerciseFailed``, ``CheckReport``).
-- One module of checkers per lab, named after the lab's subject:
-  ``framing_checks`` (lab 3), ``styles_checks`` (lab 6),
-  ``styles_loop_checks`` (lab 7), ``promise_checks`` and ``retry_checks``
-  (lab 8), ``reliable_checks`` (lab 11), ``guarantee_checks`` (lab 12) and
-  ``tail_checks`` (lab 13).
+- One module of checkers per exercise, named after its subject, with the
+  lab it belongs to in its docstring. Shared helpers: ``chaos`` (seeded chaos
+  runs and exhaustive exploration of small cases), ``fakes`` (fake clocks,
+  timers and random sources), ``timed_calls`` (calling learner code with a
+  deadline), ``minipromise`` and ``promise_support``.
+- ``solution_markers``: finding exercise cells and replacing their solution
+  regions with stubs.
 - ``student_edition``: ``python -m msgpass.exercises.student_edition`` copies
   every lab with its reference solutions replaced by stubs, and runs the
   checkers of a learner's notebook.
 """
 
+from .broker_checks import check_idempotent_consumer, check_partition_assignment
 from .checking import Check, CheckFailed, CheckReport, ExerciseFailed
 from .framing_checks import check_frame_decoder
 from .guarantee_checks import (
@@ -51,4 +54,6 @@ __all__ = [
     "check_ordered_delivery",
     "check_spool_claim",
     "check_commit_after_processing",
+    "check_idempotent_consumer",
+    "check_partition_assignment",
 ]
