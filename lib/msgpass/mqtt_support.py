@@ -1,0 +1,387 @@
+"""An embedded MQTT broker and paho-mqtt client helpers for the IoT lab.
+
+MQTT is the publish/subscribe protocol of small devices: a client keeps one
+TCP connection to a broker, publishes to topics such as ``plant/7/temp`` and
+subscribes to topic filters. Each message carries a quality of service (QoS)
+that holds for one hop, client to broker or broker to client:
+
+- QoS 0, at most once: one PUBLISH, never acknowledged or retried.
+- QoS 1, at least once: PUBLISH is retried until a PUBACK arrives, so the
+  receiver may get duplicates.
+- QoS 2, exactly once: PUBLISH, PUBREC, PUBREL, PUBCOMP. The receiver keeps
+  the packet id between PUBREC and PUBREL, so it passes a message on once.
+
+``MqttBroker`` runs an ``amqtt`` 0.12 broker (MQTT 3.1.1) on ``127.0.0.1``
+and a free port, in its own thread with its own asyncio loop, so a notebook
+can start and stop it like any other server. ``connect_client``,
+``publish_and_wait`` and ``MessageCollector`` wrap paho-mqtt 2.2 with a
+timeout on every wait. ``drop_connection`` closes a client's socket without
+sending DISCONNECT, which is how a broker sees a device that lost power.
+
+Left out on purpose: TLS, passwords (the broker accepts any user name), MQTT 5
+properties and websockets.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MqttBroker",
+    "MessageCollector",
+    "ReceivedMessage",
+    "connect_client",
+    "publish_and_wait",
+    "drop_connection",
+    "stop_client",
+    "DEFAULT_TIMEOUT_S",
+]
+
+import asyncio
+import contextlib
+import logging
+import queue
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from amqtt.broker import Broker  # type: ignore[import-untyped]
+from paho.mqtt.enums import CallbackAPIVersion
+
+from .errors import MessagingTimeout, ProtocolError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 5.0  # seconds any start, stop, connect or publish may take on loopback
+KEEPALIVE_S = 60  # MQTT keep-alive sent in CONNECT; a dropped client is noticed by EOF, not by this
+
+# CONNECT for MQTT 3.1.1 with clean session, keep-alive 10 s, client id and user
+# name "ready": fixed header 0x10 and remaining length 24, protocol name "MQTT",
+# level 4, flags 0x82 (user name, clean session), keep-alive, then the
+# length-prefixed client id and user name.
+_PROBE_CONNECT = bytes([0x10, 24, 0, 4]) + b"MQTT" + bytes([4, 0x82, 0, 10]) + b"\x00\x05ready" * 2
+_CONNACK_ACCEPTED = bytes([0x20, 2, 0, 0])  # CONNACK, no session present, return code 0
+_DISCONNECT = bytes([0xE0, 0])
+
+
+class MqttBroker:
+    """An amqtt broker on 127.0.0.1 in a background thread: start it, read ``port``, stop it.
+
+    ``start`` returns once a probe client got a CONNACK, so the broker accepts
+    clients. ``stop`` shuts the broker down, which closes every client
+    connection and the listening socket, and joins the thread::
+
+        with MqttBroker() as broker:
+            client = connect_client(broker.port, "sensor-1")
+    """
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> None:
+        self.host = host
+        self.requested_port = port
+        self.timeout_s = timeout_s
+        self._port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def port(self) -> int:
+        """The port the broker listens on, chosen by the OS when 0 was requested."""
+        if self._port is None:
+            raise ProtocolError("the MQTT broker is not running: call start() first")
+        return self._port
+
+    def start(self) -> MqttBroker:
+        """Start the broker thread; return once the broker answered a CONNECT with CONNACK.
+
+        Raises ``MessagingTimeout`` if it is not ready within ``timeout_s``.
+        """
+        if self._thread is not None:
+            raise ProtocolError("the MQTT broker is already started")
+        self._ready.clear()
+        self._error = None
+        self._thread = threading.Thread(target=self._run, name="msgpass-mqtt-broker", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(self.timeout_s):
+            self.stop()
+            raise MessagingTimeout(f"the MQTT broker did not start within {self.timeout_s} s")
+        if self._error is not None:
+            error = self._error
+            self.stop()
+            raise ProtocolError(f"the MQTT broker failed to start: {error}") from error
+        try:
+            self._probe()
+        except BaseException:
+            self.stop()
+            raise
+        log.info("MQTT broker listening on %s:%d", self.host, self.port)
+        return self
+
+    def stop(self) -> None:
+        """Shut the broker down, closing every connection, and join its thread. Idempotent."""
+        thread, loop, stop_event = self._thread, self._loop, self._stop_event
+        if thread is None:
+            return
+        if loop is not None and stop_event is not None and not loop.is_closed():
+            # RuntimeError: the loop closed between the check and the call.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stop_event.set)
+        thread.join(self.timeout_s)
+        if thread.is_alive():
+            log.error("MQTT broker thread did not stop within %s s", self.timeout_s)
+        self._thread = None
+        self._port = None
+        log.info("MQTT broker stopped")
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve())
+        except BaseException as error:  # reported to start(); the thread must end cleanly
+            self._error = error
+            self._ready.set()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _serve(self) -> None:
+        self._stop_event = asyncio.Event()
+        config: dict[str, Any] = {
+            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.requested_port}"}},
+            # Only the authentication plugin: no $SYS publisher, no packet logger.
+            # amqtt 0.12 drops the session of an anonymous client when it
+            # disconnects, even with clean session off, so clients must send a
+            # user name. NOTE: any user name is accepted and no password is checked.
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": False}
+            },
+        }
+        broker = Broker(config, loop=asyncio.get_running_loop())
+        await broker.start()
+        try:
+            server = broker._servers["default"].instance  # amqtt 0.12 keeps the asyncio.Server here
+            sockets: Any = server.sockets
+            self._port = int(sockets[0].getsockname()[1])
+            self._ready.set()
+            await self._stop_event.wait()
+        finally:
+            await broker.shutdown()
+
+    def _probe(self) -> None:
+        """Connect with a raw MQTT CONNECT and expect CONNACK, then DISCONNECT."""
+        with socket.create_connection((self.host, self.port), timeout=self.timeout_s) as sock:
+            sock.sendall(_PROBE_CONNECT)
+            reply = b""
+            while len(reply) < len(_CONNACK_ACCEPTED):
+                chunk = sock.recv(len(_CONNACK_ACCEPTED) - len(reply))
+                if not chunk:
+                    break
+                reply += chunk
+            if reply != _CONNACK_ACCEPTED:
+                raise ProtocolError(f"expected CONNACK {_CONNACK_ACCEPTED!r}, got {reply!r}")
+            sock.sendall(_DISCONNECT)
+
+    def __enter__(self) -> MqttBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = f"on {self.host}:{self._port}" if self._port is not None else "stopped"
+        return f"<MqttBroker {state}>"
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    """One application message as a subscriber's ``on_message`` saw it."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    mid: int
+
+
+class MessageCollector:
+    """Collect the messages a paho client receives, and wait for them with a deadline.
+
+    Pass ``collector.on_message`` as the client's ``on_message`` callback;
+    ``connect_client(..., collector=collector)`` does that.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[ReceivedMessage] = queue.Queue()
+        self.received: list[ReceivedMessage] = []
+
+    def on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        """Queue one received message; paho calls this on the client's network thread."""
+        self._queue.put(
+            ReceivedMessage(
+                topic=message.topic,
+                payload=bytes(message.payload),
+                qos=int(message.qos),
+                retain=bool(message.retain),
+                mid=int(message.mid),
+            )
+        )
+
+    def wait_for(self, count: int, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[ReceivedMessage]:
+        """Wait until ``count`` messages in total arrived; return all of them.
+
+        Returns early with fewer at the deadline, so a lost message shows up
+        as a short list instead of a hang.
+        """
+        deadline = time.monotonic() + timeout_s
+        while len(self.received) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                self.received.append(self._queue.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return list(self.received)
+
+    def drain(self, quiet_s: float = 0.2) -> list[ReceivedMessage]:
+        """Take whatever arrives until ``quiet_s`` seconds pass with nothing new; return all."""
+        while True:
+            try:
+                self.received.append(self._queue.get(timeout=quiet_s))
+            except queue.Empty:
+                return list(self.received)
+
+    def __repr__(self) -> str:
+        return f"<MessageCollector {len(self.received)} received, {self._queue.qsize()} waiting>"
+
+
+def connect_client(
+    port: int,
+    client_id: str,
+    *,
+    host: str = "127.0.0.1",
+    clean_session: bool = True,
+    will: tuple[str, bytes, int] | None = None,
+    collector: MessageCollector | None = None,
+    subscribe: list[tuple[str, int]] | None = None,
+    packet_log: list[str] | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> mqtt.Client:
+    """Connect a paho MQTT 3.1.1 client, start its network thread, wait for CONNACK.
+
+    The user name is the client id, because the broker accepts any user
+    name and keeps the sessions only of clients that send one.
+    ``will`` is (topic, payload, qos) of the last-will message the broker
+    publishes if this connection drops without DISCONNECT. ``subscribe``
+    lists (topic filter, qos) pairs, subscribed after the CONNACK and
+    waited for (SUBACK). ``packet_log`` receives paho's log lines, which
+    name every packet sent and received (``Sending PUBLISH (d0, q1, ...)``).
+    Raises ``MessagingTimeout`` if the broker sends no CONNACK or SUBACK in time. Stop
+    the client with ``stop_client``.
+    """
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=clean_session,
+        protocol=mqtt.MQTTv311,
+    )
+    connected = threading.Event()
+    subscribed = threading.Event()
+
+    def on_connect(client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        connected.set()
+
+    def on_subscribe(client: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any) -> None:
+        subscribed.set()
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.username_pw_set(client_id)
+    if collector is not None:
+        client.on_message = collector.on_message
+    if packet_log is not None:
+
+        def on_log(client: mqtt.Client, userdata: Any, level: int, text: str) -> None:
+            packet_log.append(f"{client_id}: {text}")
+
+        client.on_log = on_log
+    if will is not None:
+        client.will_set(will[0], will[1], qos=will[2])
+
+    client.connect(host, port, keepalive=KEEPALIVE_S)
+    client.loop_start()
+    if not connected.wait(timeout_s):
+        stop_client(client)
+        raise MessagingTimeout(f"client {client_id}: no CONNACK within {timeout_s} s")
+    for topic_filter, qos in subscribe or []:
+        subscribed.clear()
+        client.subscribe(topic_filter, qos)
+        if not subscribed.wait(timeout_s):
+            stop_client(client)
+            raise MessagingTimeout(f"client {client_id}: no SUBACK for {topic_filter!r}")
+    return client
+
+
+def publish_and_wait(
+    client: mqtt.Client,
+    topic: str,
+    payload: bytes,
+    qos: int,
+    *,
+    retain: bool = False,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> int:
+    """Publish and wait until paho finished the QoS handshake; return the message id.
+
+    For QoS 0 that means the packet was written to the socket, for QoS 1 that
+    PUBACK arrived, for QoS 2 that PUBCOMP arrived. Raises
+    ``MessagingTimeout`` otherwise.
+    """
+    info = client.publish(topic, payload, qos=qos, retain=retain)
+    try:
+        info.wait_for_publish(timeout_s)
+    except (RuntimeError, ValueError) as error:  # paho: not connected, or the queue is full
+        raise ProtocolError(f"publish to {topic!r} failed: {error}") from error
+    if not info.is_published():
+        raise MessagingTimeout(
+            f"publish to {topic!r} (qos {qos}) not completed within {timeout_s} s"
+        )
+    return int(info.mid)
+
+
+def stop_client(client: mqtt.Client, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    """Send DISCONNECT if still connected, stop the network thread, close the socket."""
+    if client.is_connected():
+        client.disconnect()
+    client.loop_stop()
+    sock = client.socket()
+    if sock is not None:
+        sock.close()
+
+
+def drop_connection(client: mqtt.Client) -> None:
+    """Kill a client's connection without DISCONNECT, as a power cut or a lost link does.
+
+    The network thread is stopped first, so paho does not reconnect. The
+    broker then sees end of file, which makes it publish the client's will.
+    """
+    client.loop_stop()
+    sock = client.socket()
+    if sock is None:
+        return
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):  # already reset by the peer
+            sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
