@@ -26,6 +26,7 @@ from .kafka_checks import check_commit_after_processing
 from .promise_checks import check_promise_all, check_promise_then
 from .reliable_checks import check_sliding_window_receiver, check_stop_and_wait_sender
 from .retry_checks import check_retry, check_with_deadline
+from .security_checks import check_verify_tls_client
 from .spool_checks import check_spool_claim
 from .styles_checks import check_callback_future, check_with_timeout
 from .styles_loop_checks import check_echo_handlers, check_once_emitter
@@ -56,4 +57,5 @@ __all__ = [
     "check_commit_after_processing",
     "check_idempotent_consumer",
     "check_partition_assignment",
+    "check_verify_tls_client",
 ]
