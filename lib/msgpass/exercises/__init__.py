@@ -23,6 +23,7 @@ from .guarantee_checks import (
     check_ordered_delivery,
 )
 from .kafka_checks import check_commit_after_processing
+from .kafka_practice_checks import check_consumer_lag
 from .promise_checks import check_promise_all, check_promise_then
 from .reliable_checks import check_sliding_window_receiver, check_stop_and_wait_sender
 from .retry_checks import check_retry, check_with_deadline
@@ -55,6 +56,7 @@ __all__ = [
     "check_ordered_delivery",
     "check_spool_claim",
     "check_commit_after_processing",
+    "check_consumer_lag",
     "check_idempotent_consumer",
     "check_partition_assignment",
     "check_verify_tls_client",
