@@ -18,6 +18,12 @@ can start and stop it like any other server. ``connect_client``,
 timeout on every wait. ``drop_connection`` closes a client's socket without
 sending DISCONNECT, which is how a broker sees a device that lost power.
 
+The second half is a model of one MQTT hop for ``msgpass.sim``: ``SimDevice``
+publishes readings at QoS 0 or 1 over a lossy simulated link, with packet ids
+that are reused once acknowledged, and ``SimSubscriber`` receives them. It
+lets a lab measure delivery ratio against loss rate in milliseconds of
+simulated time, and it is what the ``qos1-dedup`` exercise runs on.
+
 Left out on purpose: TLS, passwords (the broker accepts any user name), MQTT 5
 properties and websockets.
 """
@@ -33,10 +39,17 @@ __all__ = [
     "drop_connection",
     "stop_client",
     "DEFAULT_TIMEOUT_S",
+    "Publish",
+    "Puback",
+    "SimDevice",
+    "SimSubscriber",
+    "reading_payload",
+    "parse_reading",
 ]
 
 import asyncio
 import contextlib
+import json
 import logging
 import queue
 import socket
@@ -51,6 +64,7 @@ from amqtt.broker import Broker  # type: ignore[import-untyped]
 from paho.mqtt.enums import CallbackAPIVersion
 
 from .errors import MessagingTimeout, ProtocolError
+from .node import Node
 
 log = logging.getLogger(__name__)
 
@@ -385,3 +399,142 @@ def drop_connection(client: mqtt.Client) -> None:
         with contextlib.suppress(OSError):  # already reset by the peer
             sock.shutdown(socket.SHUT_RDWR)
     sock.close()
+
+
+# ---------------------------------------------------------------------------
+# One MQTT hop on the simulated network
+# ---------------------------------------------------------------------------
+
+SIM_INTERVAL_S = 0.1  # simulated seconds between two readings of a device
+SIM_RETRY_S = 0.05  # simulated seconds a QoS 1 device waits for PUBACK before resending
+SIM_MAX_ATTEMPTS = 10  # sends of one QoS 1 message before the device gives up on it
+SIM_PACKET_IDS = 8  # packet ids 1..8 in use; MQTT allows 1..65535, fewer makes reuse visible
+
+
+@dataclass(frozen=True)
+class Publish:
+    """An MQTT PUBLISH on the simulated link.
+
+    ``dup`` is true on a resend of the same packet. ``payload`` is a JSON
+    reading made by ``reading_payload``.
+    """
+
+    packet_id: int
+    qos: int
+    dup: bool
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Puback:
+    """The acknowledgement of a QoS 1 PUBLISH, naming its packet id."""
+
+    packet_id: int
+
+
+def reading_payload(device: str, seq: int, value: float) -> bytes:
+    """Encode one sensor reading as the JSON payload the simulated devices publish."""
+    return json.dumps({"device": device, "seq": seq, "value": value}).encode()
+
+
+def parse_reading(payload: bytes) -> dict[str, Any]:
+    """Decode a payload made by ``reading_payload`` into a dict."""
+    reading: dict[str, Any] = json.loads(payload)
+    return reading
+
+
+class SimDevice(Node):
+    """A sensor that publishes ``count`` readings to ``broker`` every ``SIM_INTERVAL_S``.
+
+    At QoS 0 each reading is sent once. At QoS 1 the device resends it with
+    ``dup`` true every ``SIM_RETRY_S`` until a PUBACK with its packet id
+    arrives, and gives up after ``SIM_MAX_ATTEMPTS`` sends. A packet id is
+    free again once its PUBACK arrived, as in MQTT, so the same id soon names
+    a different reading. When every id is in flight the next reading waits.
+    """
+
+    def __init__(self, node_id: str, *, broker: str, qos: int, count: int) -> None:
+        super().__init__(node_id)
+        if qos not in (0, 1):
+            raise ValueError(f"invalid qos={qos}: the simulated device supports 0 and 1")
+        self.broker = broker
+        self.qos = qos
+        self.count = count
+        self.next_seq = 0
+        self.in_flight: dict[int, tuple[Publish, int]] = {}  # packet id -> (packet, sends)
+        self.acked: set[int] = set()  # sequence numbers whose PUBACK arrived
+        self.gave_up: list[int] = []
+        self.sends = 0
+
+    def on_start(self) -> None:
+        self.set_timer(0.0, "reading")
+
+    def on_timer_reading(self) -> None:
+        if self.next_seq >= self.count:
+            return
+        packet_id = self._free_packet_id()
+        if packet_id is None:  # every id is in flight: try again at the next tick
+            self.set_timer(SIM_INTERVAL_S, "reading")
+            return
+        seq = self.next_seq
+        self.next_seq += 1
+        value = round(20.0 + self.random.random() * 5.0, 2)
+        packet = Publish(packet_id, self.qos, False, reading_payload(self.node_id, seq, value))
+        self._send(packet, sends=0)
+        self.set_timer(SIM_INTERVAL_S, "reading")
+
+    def on_timer(self, name: str) -> None:
+        # Resend timers are named "retry-<packet id>".
+        packet_id = int(name.removeprefix("retry-"))
+        entry = self.in_flight.get(packet_id)
+        if entry is None:
+            return
+        packet, sends = entry
+        if sends >= SIM_MAX_ATTEMPTS:
+            del self.in_flight[packet_id]
+            self.gave_up.append(int(parse_reading(packet.payload)["seq"]))
+            return
+        self._send(Publish(packet.packet_id, packet.qos, True, packet.payload), sends=sends)
+
+    def on_Puback(self, sender: str, message: Puback) -> None:
+        entry = self.in_flight.pop(message.packet_id, None)
+        if entry is not None:
+            self.acked.add(int(parse_reading(entry[0].payload)["seq"]))
+
+    def _send(self, packet: Publish, sends: int) -> None:
+        self.sends += 1
+        self.send(self.broker, packet)
+        if packet.qos == 1:
+            self.in_flight[packet.packet_id] = (packet, sends + 1)
+            self.set_timer(SIM_RETRY_S, f"retry-{packet.packet_id}")
+
+    def _free_packet_id(self) -> int | None:
+        for offset in range(SIM_PACKET_IDS):
+            packet_id = (self.next_seq + offset) % SIM_PACKET_IDS + 1
+            if packet_id not in self.in_flight:
+                return packet_id
+        return None
+
+
+class SimSubscriber(Node):
+    """The receiving end of the hop: it passes readings on and acknowledges QoS 1.
+
+    ``accept(reading)`` is the application's side: every call appends to
+    ``readings``. This base class accepts every copy it receives, so QoS 1
+    duplicates show up twice.
+    """
+
+    def __init__(self, node_id: str) -> None:
+        super().__init__(node_id)
+        self.readings: list[dict[str, Any]] = []
+        self.packets = 0
+
+    def accept(self, reading: dict[str, Any]) -> None:
+        """Pass one reading to the application."""
+        self.readings.append(reading)
+
+    def on_Publish(self, sender: str, message: Publish) -> None:
+        self.packets += 1
+        self.accept(parse_reading(message.payload))
+        if message.qos == 1:
+            self.send(sender, Puback(message.packet_id))
