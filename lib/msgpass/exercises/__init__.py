@@ -24,6 +24,7 @@ from .guarantee_checks import (
 )
 from .kafka_checks import check_commit_after_processing
 from .kafka_practice_checks import check_consumer_lag
+from .pipeline_checks import check_partitioned_aggregation, check_qos1_dedup
 from .promise_checks import check_promise_all, check_promise_then
 from .reliable_checks import check_sliding_window_receiver, check_stop_and_wait_sender
 from .retry_checks import check_retry, check_with_deadline
@@ -60,4 +61,6 @@ __all__ = [
     "check_idempotent_consumer",
     "check_partition_assignment",
     "check_verify_tls_client",
+    "check_partitioned_aggregation",
+    "check_qos1_dedup",
 ]
