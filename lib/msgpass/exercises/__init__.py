@@ -25,9 +25,11 @@ from .guarantee_checks import (
 from .kafka_checks import check_commit_after_processing
 from .kafka_practice_checks import check_consumer_lag
 from .pipeline_checks import check_partitioned_aggregation, check_qos1_dedup
+from .practice_checks import check_bounded_submit, check_bounded_writer
 from .promise_checks import check_promise_all, check_promise_then
 from .reliable_checks import check_sliding_window_receiver, check_stop_and_wait_sender
 from .retry_checks import check_retry, check_with_deadline
+from .scenario_checks import check_idempotency_key, check_visibility_timeout
 from .security_checks import check_verify_tls_client
 from .spool_checks import check_spool_claim
 from .styles_checks import check_callback_future, check_with_timeout
@@ -61,6 +63,8 @@ __all__ = [
     "check_idempotent_consumer",
     "check_partition_assignment",
     "check_verify_tls_client",
+    "check_bounded_writer",
+    "check_bounded_submit",
     "check_partitioned_aggregation",
     "check_qos1_dedup",
 ]
