@@ -1,0 +1,18 @@
+"""Requeues every expired task however often it failed, so a poison task circulates forever."""
+
+# deque, Lease and Task come from the lab's first code cell.
+# ruff: noqa: F821
+
+
+# Exercise visibility-timeout: return expired leases to the queue, dead-lettering spent tasks
+def requeue_expired(
+    leases: dict[str, Lease],
+    ready: deque[Task],
+    dead_letters: list[Task],
+    now: float,
+    max_attempts: int,
+) -> list[str]:
+    expired = [task_id for task_id, lease in leases.items() if now >= lease.deadline]
+    for task_id in expired:
+        ready.append(leases.pop(task_id).task)
+    return expired
