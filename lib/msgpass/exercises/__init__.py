@@ -30,7 +30,6 @@ from .promise_checks import check_promise_all, check_promise_then
 from .reliable_checks import check_sliding_window_receiver, check_stop_and_wait_sender
 from .retry_checks import check_retry, check_with_deadline
 from .scenario_checks import check_idempotency_key, check_visibility_timeout
-from .scenario_checks import check_idempotency_key, check_visibility_timeout
 from .security_checks import check_verify_tls_client
 from .spool_checks import check_spool_claim
 from .styles_checks import check_callback_future, check_with_timeout
