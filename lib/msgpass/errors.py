@@ -23,6 +23,7 @@ from __future__ import annotations
 import concurrent.futures
 import errno
 import socket
+import ssl
 
 __all__ = [
     "MessagingError",
@@ -42,6 +43,8 @@ __all__ = [
     "SimulationError",
     "EventLimitExceeded",
     "ServiceUnavailable",
+    "TLSError",
+    "CertificateVerificationError",
 ]
 
 
@@ -149,6 +152,8 @@ def translate_os_error(error: OSError, action: str) -> MessagingError:
         except OSError as error:
             raise translate_os_error(error, "send") from error
     """
+    if isinstance(error, ssl.SSLError):
+        return translate_tls_error(error, action)
     if isinstance(error, (socket.timeout, TimeoutError)):
         return MessagingTimeout(f"{action} timed out")
     if isinstance(error, ConnectionRefusedError):
@@ -255,3 +260,45 @@ class ServiceUnavailable(MessagingError):
         self.program = program
         self.install_hint = install_hint
         super().__init__(f"{service} is not available: {program} not found; {install_hint}")
+
+
+class TLSError(ConnectionClosed):
+    """TLS failed on a connection: the handshake, or a record that did not decrypt.
+
+    It is a ``ConnectionClosed`` because TLS allows no further use of a
+    connection after a fatal alert (RFC 8446, section 6.2), and the library
+    closes it. ``reason`` is OpenSSL's short reason, for example
+    ``"TLSV1_ALERT_UNKNOWN_CA"`` when the peer rejected our certificate.
+    """
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class CertificateVerificationError(TLSError):
+    """This end rejected the peer's certificate during the TLS handshake.
+
+    ``verify_message`` is OpenSSL's explanation, for example
+    ``"unable to get local issuer certificate"`` for an issuer the context
+    does not trust, or ``"Hostname mismatch, certificate is not valid for
+    'localhost'."`` when the certificate names another host.
+    """
+
+    def __init__(self, message: str, *, verify_message: str | None = None) -> None:
+        self.verify_message = verify_message
+        super().__init__(message, reason="CERTIFICATE_VERIFY_FAILED")
+
+
+def translate_tls_error(error: ssl.SSLError, action: str) -> TLSError:
+    """Return the ``TLSError`` for an ``ssl.SSLError``; ``translate_os_error`` calls it."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        verify_message = error.verify_message
+        return CertificateVerificationError(
+            f"{action} failed: the peer's certificate was rejected ({verify_message}); "
+            f"trust the certificate authority that signed it (load_verify_locations) and "
+            f"connect with the host name the certificate names",
+            verify_message=verify_message,
+        )
+    reason = error.reason if isinstance(error.reason, str) else None
+    return TLSError(f"{action} failed: TLS error: {error}", reason=reason)

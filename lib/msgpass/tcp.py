@@ -43,7 +43,13 @@ once. Only when the kernel has no data or no buffer space does the connection
 wait in ``poll``, and then for at most the time left. Operating-system errors
 become ``msgpass.errors`` classes, with the original error kept as ``__cause__``.
 
-Left out on purpose: TLS, reconnection and keep-alive. The simplifications a
+A ``FramedConnection`` can also carry an ``ssl.SSLSocket``, which
+``msgpass.tls`` opens. Where a plain socket raises ``BlockingIOError``, a TLS
+socket raises ``ssl.SSLWantReadError`` or ``ssl.SSLWantWriteError``, so the
+connection waits on all three. A TLS socket has no ``sendmsg``, so frames
+larger than ``COPY_LIMIT_BYTES`` go out in two writes.
+
+Left out on purpose: reconnection and keep-alive. The simplifications a
 caller could trip over (the buffer never shrinks, ThreadedServer has no idle
 timeout and no thread cap) are marked with ``NOTE:`` where they sit.
 """
@@ -56,6 +62,7 @@ import logging
 import math
 import select
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
@@ -112,6 +119,12 @@ log = logging.getLogger(__name__)
 RECV_BUFFER_BYTES = 64 * 1024  # starting size of a connection's receive buffer
 COPY_LIMIT_BYTES = 64 * 1024  # payloads up to this size are joined to their header
 _HAS_POLL = hasattr(select, "poll")  # select.poll is missing on Windows
+# A non-blocking call that would block raises one of these. The two TLS ones are
+# not BlockingIOError subclasses.
+# NOTE: the wait that follows is in the direction of the call (read for recv),
+# even when TLS wants the other direction. That is only a renegotiation or a
+# full send buffer during a read, which TLS 1.3 and a lab on loopback do not meet.
+_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 class FramedConnection:
@@ -207,13 +220,20 @@ class FramedConnection:
         self.bytes_sent += size
 
     def _write_header_and_payload(self, header: bytes, payload: bytes) -> None:
+        if isinstance(self._sock, ssl.SSLSocket):
+            # SSLSocket has no sendmsg. TLS puts each write into its own records,
+            # and the payload's full-size segments are not held back by Nagle.
+            self._write_all(header)
+            with memoryview(payload) as view:
+                self._write_all(view.cast("B"))
+            return
         # sendmsg writes header and payload in one call without joining them.
         # Whatever the kernel did not take goes out with _write_all.
         while True:
             try:
                 sent = self._sock.sendmsg([header, payload])
                 break
-            except BlockingIOError:
+            except _WOULD_BLOCK:
                 self._wait_until_ready(for_write=True)
         if sent < HEADER_BYTES:
             self._write_all(header[sent:])
@@ -225,7 +245,7 @@ class FramedConnection:
         """Send every byte of ``data``, waiting whenever the kernel's send buffer is full."""
         try:
             sent = self._sock.send(data)
-        except BlockingIOError:
+        except _WOULD_BLOCK:
             sent = 0
         if sent == len(data):
             return  # the common case, and the fast path for small frames
@@ -234,7 +254,7 @@ class FramedConnection:
             while remaining:
                 try:
                     sent = self._sock.send(remaining)
-                except BlockingIOError:
+                except _WOULD_BLOCK:
                     self._wait_until_ready(for_write=True)
                     continue
                 remaining = remaining[sent:]
@@ -300,7 +320,7 @@ class FramedConnection:
             try:
                 with memoryview(self._buffer) as view:
                     count = self._sock.recv_into(view[self._end :])
-            except BlockingIOError:
+            except _WOULD_BLOCK:
                 self._wait_until_ready(for_write=False)
                 continue
             except OSError as error:

@@ -11,6 +11,12 @@ system picks a free port, and ``port`` reports it. ``accept`` waits at most
 ``timeout_s`` seconds. Every accepted connection gets the server's
 ``nodelay``, ``max_frame_bytes`` and ``timeout_s``.
 
+With ``ssl_context`` (a server-side ``ssl.SSLContext``, see ``msgpass.tls``)
+every accepted socket is wrapped in TLS. The handshake is not done in
+``accept``: it runs inside the connection's first ``recv`` or ``send``, under
+that call's timeout, so a slow or hostile client cannot stall ``accept``.
+A failed handshake raises ``msgpass.errors.TLSError`` from that call.
+
 Left out on purpose: serving several clients at once, which
 ``msgpass.tcp_threaded.ThreadedServer`` adds with one thread per connection
 and ``msgpass.tcp_asyncio`` with one event loop. Import ``FramedServer`` from
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 from types import TracebackType
 
 from .errors import EndpointClosed, MessagingTimeout, translate_os_error
@@ -53,8 +60,12 @@ class FramedServer:
         nodelay: bool = False,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         timeout_s: float | None = DEFAULT_TIMEOUT_S,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         check_port(port, required=False)
+        if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+            raise TypeError(f"ssl_context must be an ssl.SSLContext, got {ssl_context!r}")
+        self.ssl_context = ssl_context
         if backlog < 0:
             raise ValueError(f"backlog must be 0 or more, got {backlog}")
         self.nodelay = nodelay
@@ -108,6 +119,11 @@ class FramedServer:
         try:
             if self.nodelay:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_context is not None:
+                # wrap_socket takes over the descriptor and closes it if it raises.
+                sock = self.ssl_context.wrap_socket(
+                    sock, server_side=True, do_handshake_on_connect=False
+                )
             conn = FramedConnection(
                 sock, max_frame_bytes=self.max_frame_bytes, timeout_s=self.timeout_s
             )
@@ -141,6 +157,8 @@ class FramedServer:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "listening"
+        if self.ssl_context is not None:
+            state += " (TLS)"
         return (
             f"<FramedServer {state} on {format_address(self._address)}, "
             f"{self.connections_accepted} accepted>"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import selectors
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -52,6 +53,10 @@ class ThreadedServer:
 
     ``start()`` begins listening, ``stop()`` closes the listener and every
     connection and joins every thread. The context manager does both.
+
+    ``ssl_context`` (a server-side ``ssl.SSLContext``) serves over TLS. The
+    handshake runs in the connection's thread, and a client that fails it is
+    logged as an ended connection, not as a handler error.
     """
 
     def __init__(
@@ -63,6 +68,7 @@ class ThreadedServer:
         nodelay: bool = False,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         name: str = "msgpass-tcp-server",
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if not callable(handler):
             raise TypeError(f"handler must be callable, got {type(handler).__name__}")
@@ -73,7 +79,12 @@ class ThreadedServer:
         # NOTE: production servers close idle connections after a timeout and
         # cap the number of threads; a lab has a handful of clients.
         self._server = FramedServer(
-            host, port, nodelay=nodelay, max_frame_bytes=max_frame_bytes, timeout_s=None
+            host,
+            port,
+            nodelay=nodelay,
+            max_frame_bytes=max_frame_bytes,
+            timeout_s=None,
+            ssl_context=ssl_context,
         )
         self._lock = threading.Lock()
         self._connections: dict[FramedConnection, threading.Thread] = {}
