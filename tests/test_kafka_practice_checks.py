@@ -57,7 +57,7 @@ def test_list_result_rejected() -> None:
         check_consumer_lag(as_list, quiet=True)
 
 
-def test_subscribing_rejected() -> None:
+def test_assigning_rejected() -> None:
     def assigns(consumer: Any, topic: str) -> dict[int, int]:
         consumer.assign([TopicPartition(topic, 0)])
         return reference_lag(consumer, topic)

@@ -3,10 +3,10 @@
 The learner writes ``lag_per_partition(consumer, topic) -> dict[int, int]``:
 for every partition of ``topic``, the number of records that the consumer's
 group has not committed yet. That is the partition's high watermark (the
-offset the next record will get) minus the group's committed offset, or
-minus the low watermark (the oldest record still stored) when the group has
-committed nothing in that partition, which ``committed()`` reports as
-``OFFSET_INVALID`` (-1001).
+offset the next record will get) minus the group's committed offset. Where
+the group has committed nothing, ``committed()`` reports ``OFFSET_INVALID``
+(-1001), and the lag counts from the low watermark (the oldest record still
+stored) instead.
 
 The checker starts librdkafka's mock cluster (``msgpass.kafka_mock``),
 writes a seeded number of records to each of the 4 partitions of a fresh
@@ -39,7 +39,7 @@ from .checking import Check, CheckFailed, CheckReport, short_repr
 __all__ = ["EXERCISE_ID", "check_consumer_lag"]
 
 EXERCISE_ID = "consumer-lag"
-MAX_RECORDS = 12  # records per partition and round are drawn from 0..MAX_RECORDS
+MAX_RECORDS = 12  # records written per partition and round: 1 to MAX_RECORDS, seeded
 REQUEST_TIMEOUT_S = 5.0  # flushes, commits and committed-offset queries
 NO_OFFSET = -1001  # librdkafka's OFFSET_INVALID: the group has no committed offset
 
