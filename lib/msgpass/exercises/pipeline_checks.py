@@ -6,7 +6,7 @@ one record of one partition to that partition's counts, and a function
 ``merge_counts(counters)`` that merges the per-partition counts into one
 ``Counter``. Delivery is at least once, so a record may come again, and a
 record whose first delivery was lost in a crash comes again after later
-offsets. The answer is exact when each (partition, offset) is counted once.
+offsets. The merged counts are exact when each (partition, offset) is counted once.
 The checker builds seeded record sets, splits them over 1, 2, 4 or 8
 partitions by key, delivers each partition's records with injected
 redeliveries, interleaves the partitions in a seeded order, and compares the
@@ -314,8 +314,10 @@ def _judge_dedup(subscriber: Any, devices: list[SimDevice], context: str) -> Non
             actual=short_repr(readings),
             hint="call super().__init__(node_id) in __init__ and pass readings to self.accept()",
         )
+
     sent = {(d.node_id, seq) for d in devices for seq in range(d.count)}
     accepted = Counter((r.get("device"), r.get("seq")) for r in readings)
+
     twice = sorted(key for key, times in accepted.items() if times > 1)
     if twice:
         raise CheckFailed(
@@ -325,6 +327,7 @@ def _judge_dedup(subscriber: Any, devices: list[SimDevice], context: str) -> Non
             hint="a QoS 1 resend carries the same reading again: remember which readings you "
             "accepted, by (device, seq) from the payload, and skip repeats",
         )
+
     unknown = sorted(set(accepted) - sent)
     if unknown:
         raise CheckFailed(
@@ -332,6 +335,7 @@ def _judge_dedup(subscriber: Any, devices: list[SimDevice], context: str) -> Non
             actual=f"unknown readings {short_repr(unknown)}",
             hint="pass the parsed reading of the PUBLISH to accept() unchanged",
         )
+
     missing = sorted(sent - set(accepted))
     if missing:
         raise CheckFailed(
@@ -340,6 +344,7 @@ def _judge_dedup(subscriber: Any, devices: list[SimDevice], context: str) -> Non
             hint="packet ids are reused once acknowledged, so a packet id (even with the "
             "client id) does not name a reading; use the device and seq in the payload",
         )
+
     unacked = sorted((d.node_id, seq) for d in devices for seq in d.gave_up)
     if unacked or any(d.in_flight for d in devices):
         raise CheckFailed(
