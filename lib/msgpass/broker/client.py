@@ -33,6 +33,7 @@ from .groups import TopicPartition
 from .protocol import (
     check_reply,
     decode_message,
+    decode_runs,
     encode_message,
     pack_records,
     records_from_reply,
@@ -317,17 +318,11 @@ class Consumer(_Client):
                 self._switch(int(reply["generation"]), reply["assignment"])
                 continue
             deliveries = [
-                Delivery(
-                    topic,
-                    partition,
-                    record.offset,
-                    record.key,
-                    record.value,
-                    record.timestamp_ms,
-                    count,
-                    record.headers,
+                Delivery(topic, partition, offset, key, value, timestamp_ms, count, headers)
+                for topic, partition, counts, fields in decode_runs(reply, payload)
+                for count, (offset, timestamp_ms, key, value, headers) in zip(
+                    counts, fields, strict=True
                 )
-                for topic, partition, count, record in records_from_reply(reply, payload)
             ]
             if deliveries or time.monotonic() >= deadline:
                 return deliveries
@@ -340,25 +335,13 @@ class Consumer(_Client):
         """
         if not deliveries:
             return {}
-        reply, _ = self.request(
-            {
-                "op": "ack",
-                "group": self.group,
-                "acks": [[d.topic, d.partition, d.offset] for d in deliveries],
-            }
-        )
+        reply, _ = self.request({"op": "ack", "group": self.group, "ranges": _ranges(deliveries)})
         return {TopicPartition(t, p): int(c) for t, p, c in reply["committed"]}
 
     def nack(self, *deliveries: Delivery) -> None:
         """Hand deliveries back for redelivery now (or to the dead-letter topic when spent)."""
         if deliveries:
-            self.request(
-                {
-                    "op": "nack",
-                    "group": self.group,
-                    "acks": [[d.topic, d.partition, d.offset] for d in deliveries],
-                }
-            )
+            self.request({"op": "nack", "group": self.group, "ranges": _ranges(deliveries)})
 
     def committed(self, topic: str, partition: int) -> int | None:
         """Return the group's committed offset of a partition, or None if it never committed."""
@@ -382,3 +365,25 @@ class Consumer(_Client):
             f"<Consumer {self.member_id or 'not joined'} of group {self.group!r}, generation "
             f"{self.generation}, partitions {[f'{t}/{p}' for t, p in self.assignment]}>"
         )
+
+
+def _ranges(deliveries: Iterable[Delivery]) -> list[list[Any]]:
+    """Return ``[topic, partition, first, end]`` runs covering the deliveries' offsets.
+
+    Deliveries in the order ``poll`` returned them give one run per
+    partition. Any other order gives more, shorter runs that cover the same
+    offsets, and acking an offset twice does nothing, so duplicates are harmless.
+    """
+    ranges: list[list[Any]] = []
+    last: list[Any] = [None, None, 0, 0]
+    for delivery in deliveries:
+        if (
+            delivery.offset == last[3]
+            and delivery.partition == last[1]
+            and delivery.topic == last[0]
+        ):
+            last[3] += 1
+        else:
+            last = [delivery.topic, delivery.partition, delivery.offset, delivery.offset + 1]
+            ranges.append(last)
+    return ranges

@@ -41,10 +41,17 @@ from ..errors import RemoteError
 from .delivery import PartitionDelivery
 from .groups import ConsumerGroup, TopicPartition
 from .partition_log import DEFAULT_SEGMENT_BYTES, Durability, NewRecord, PartitionLog
-from .records import Record
+from .records import Record, decode_records
 from .segments import fsync_directory, write_file_atomically
 
-__all__ = ["DLQ_SUFFIX", "Broker", "Delivered", "FetchResult"]
+__all__ = [
+    "DLQ_SUFFIX",
+    "Broker",
+    "Delivered",
+    "FetchResult",
+    "FetchedRun",
+    "EncodedFetchResult",
+]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +80,26 @@ class FetchResult:
     generation: int
     assignment: list[TopicPartition]
     deliveries: list[Delivered]
+
+
+@dataclass(frozen=True)
+class FetchedRun:
+    """Consecutive records of one partition handed out by a fetch, still in the stored layout."""
+
+    topic: str
+    partition: int
+    first_offset: int
+    data: bytes
+    deliveries: list[int]  # per record: how often it has gone out, this time included
+
+
+@dataclass(frozen=True)
+class EncodedFetchResult:
+    """The result of ``fetch_encoded``: like ``FetchResult``, with records as stored bytes."""
+
+    generation: int
+    assignment: list[TopicPartition]
+    runs: list[FetchedRun]
 
 
 class Broker:
@@ -250,6 +277,13 @@ class Broker:
         with self._condition:
             return self._log(TopicPartition(topic, partition)).read(offset, max_records)
 
+    def read_bytes(
+        self, topic: str, partition: int, offset: int, max_records: int = 500
+    ) -> tuple[int, int, bytes]:
+        """Return (first_offset, count, bytes) of stored records, like ``read`` but not decoded."""
+        with self._condition:
+            return self._log(TopicPartition(topic, partition)).read_bytes(offset, max_records)
+
     def _log(self, tp: TopicPartition) -> PartitionLog:
         logs = self._logs(tp.topic)
         if not 0 <= tp.partition < len(logs):
@@ -328,6 +362,37 @@ class Broker:
         Raises ``RemoteError`` with code ``"unknown_member"`` if the member
         is no longer in the group.
         """
+        result = self.fetch_encoded(
+            group, member_id, generation, max_records=max_records, wait_s=wait_s
+        )
+        delivered: list[Delivered] = []
+        for run in result.runs:
+            decoded = decode_records(run.data, first_offset=run.first_offset)
+            if decoded.problem is not None or len(decoded.records) != len(run.deliveries):
+                raise OSError(
+                    f"{run.topic}/{run.partition}: stored record at or after offset "
+                    f"{run.first_offset} is damaged: {decoded.problem}"
+                )
+            for record, count in zip(decoded.records, run.deliveries, strict=True):
+                delivered.append(Delivered(run.topic, run.partition, record, count))
+        return FetchResult(result.generation, result.assignment, delivered)
+
+    def fetch_encoded(
+        self,
+        group: str,
+        member_id: str,
+        generation: int,
+        *,
+        max_records: int = 500,
+        wait_s: float = 0.0,
+    ) -> EncodedFetchResult:
+        """Do what ``fetch`` does, but return the records as the bytes stored on disk.
+
+        ``BrokerServer`` sends these bytes to the consumer as they are, so the
+        broker neither decodes nor re-encodes a record on the way out, and the
+        consumer checks every CRC. Kafka brokers go further and copy such byte
+        ranges from the segment file to the socket with ``sendfile``.
+        """
         deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
         with self._condition:
             state = self._group(group)
@@ -337,10 +402,10 @@ class Broker:
                 state.heartbeat(member_id, now)
                 assigned = state.assignment.get(member_id, [])
                 if generation != state.generation or self._closed:
-                    return FetchResult(state.generation, assigned, [])
-                delivered = self._take(state, member_id, assigned, max_records, now)
-                if delivered or now >= deadline:
-                    return FetchResult(state.generation, assigned, delivered)
+                    return EncodedFetchResult(state.generation, assigned, [])
+                runs = self._take(state, member_id, assigned, max_records, now)
+                if runs or now >= deadline:
+                    return EncodedFetchResult(state.generation, assigned, runs)
                 self._condition.wait(self._wake_time(state, assigned, deadline) - now)
 
     def _wake_time(
@@ -363,10 +428,11 @@ class Broker:
         assigned: list[TopicPartition],
         max_records: int,
         now: float,
-    ) -> list[Delivered]:
-        delivered: list[Delivered] = []
+    ) -> list[FetchedRun]:
+        runs: list[FetchedRun] = []
+        taken = 0
         for tp in assigned:
-            if len(delivered) >= max_records:
+            if taken >= max_records:
                 break
             partition_log = self._log(tp)
             delivery = self._delivery(state.name, tp)
@@ -374,13 +440,20 @@ class Broker:
             dead = delivery.expire(now)
             if dead:
                 self._dead_letter(state.name, tp, dead, delivery)
-            handouts = delivery.take(
-                partition_log.end_offset, max_records - len(delivered), member_id, now
-            )
+            handouts = delivery.take(partition_log.end_offset, max_records - taken, member_id, now)
+            taken += len(handouts)
             counts = {h.offset: h.deliveries for h in handouts}
-            for record in _read_offsets(partition_log, sorted(counts)):
-                delivered.append(Delivered(tp.topic, tp.partition, record, counts[record.offset]))
-        return delivered
+            for first, end in _consecutive_runs(sorted(counts)):
+                # skip_to ran under the same lock, so every handed-out offset is stored.
+                start, count, data = partition_log.read_bytes(first, end - first)
+                if start != first or count != end - first:
+                    raise OSError(
+                        f"{tp.topic}/{tp.partition}: offsets {first}..{end - 1} were handed "
+                        f"out but the log returned {count} records from {start}"
+                    )
+                deliveries = [counts[offset] for offset in range(first, end)]
+                runs.append(FetchedRun(tp.topic, tp.partition, first, data, deliveries))
+        return runs
 
     def _delivery(self, group: str, tp: TopicPartition) -> PartitionDelivery:
         delivery = self._deliveries.get((group, tp))
@@ -438,16 +511,18 @@ class Broker:
         this returns. Raises ``ValueError`` for an offset never delivered.
         """
         with self._condition:
-            touched: dict[TopicPartition, int] = {}
+            # Acks usually come in long runs of one partition, so look its state up once.
+            deliveries: dict[tuple[str, int], PartitionDelivery] = {}
             changed = False
             for topic, partition, offset in acks:
-                tp = TopicPartition(topic, partition)
-                delivery = self._delivery(group, tp)
+                delivery = deliveries.get((topic, partition))
+                if delivery is None:
+                    delivery = self._delivery(group, TopicPartition(topic, partition))
+                    deliveries[(topic, partition)] = delivery
                 changed |= delivery.ack(offset)
-                touched[tp] = delivery.committed
             if changed:
                 self._persist_committed(group)
-            return touched
+            return {TopicPartition(t, p): d.committed for (t, p), d in deliveries.items()}
 
     def nack(self, group: str, nacks: Sequence[tuple[str, int, int]]) -> None:
         """Return delivered records for redelivery now, or to the dead-letter topic if spent."""
@@ -517,17 +592,15 @@ class Broker:
         )
 
 
-def _read_offsets(partition_log: PartitionLog, offsets: list[int]) -> list[Record]:
-    """Read the records at sorted ``offsets``, one read per run of consecutive offsets."""
-    records: list[Record] = []
-    index = 0
-    while index < len(offsets):
-        end = index
-        while end + 1 < len(offsets) and offsets[end + 1] == offsets[end] + 1:
-            end += 1
-        records.extend(partition_log.read(offsets[index], end - index + 1))
-        index = end + 1
-    return records
+def _consecutive_runs(offsets: list[int]) -> list[tuple[int, int]]:
+    """Split sorted ``offsets`` into runs of consecutive offsets: (first, end), end excluded."""
+    runs: list[tuple[int, int]] = []
+    for offset in offsets:
+        if runs and runs[-1][1] == offset:
+            runs[-1] = (runs[-1][0], offset + 1)
+        else:
+            runs.append((offset, offset + 1))
+    return runs
 
 
 def _check_name(kind: str, name: str) -> None:

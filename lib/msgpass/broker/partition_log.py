@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .records import Record, encode_record
+from .records import Record, encode_records
 from .segments import SEGMENT_SUFFIX, Segment
 
 __all__ = ["Durability", "NewRecord", "PartitionLog", "DEFAULT_SEGMENT_BYTES"]
@@ -147,11 +147,10 @@ class PartitionLog:
             active = Segment.create(self.directory, active.next_offset)
             self._segments.append(active)
         first = active.next_offset
-        encoded = [
-            encode_record(first + i, timestamp_ms, record.key, record.value, record.headers)
-            for i, record in enumerate(batch)
-        ]
-        active.append(b"".join(encoded), [len(chunk) for chunk in encoded], timestamp_ms)
+        data, sizes = encode_records(
+            first, timestamp_ms, [(record.key, record.value, record.headers) for record in batch]
+        )
+        active.append(data, sizes, timestamp_ms)
         if self.durability is Durability.FSYNC:
             active.sync()
             self.fsyncs += 1
@@ -176,6 +175,31 @@ class PartitionLog:
             if chunk:
                 offset = chunk[-1].offset + 1
         return records
+
+    def read_bytes(self, offset: int, max_records: int = 500) -> tuple[int, int, bytes]:
+        """Return (first_offset, count, bytes) of up to ``max_records`` encoded records.
+
+        The records are consecutive from ``first_offset``, which is ``offset``
+        or ``start_offset`` if that is higher, and the bytes are the stored
+        record layout of ``records``, which a fetch sends to the consumer
+        as they are. The bytes may span segments.
+        """
+        offset = max(offset, self.start_offset)
+        first = offset
+        chunks: list[bytes] = []
+        count = 0
+        for segment in self._segments:
+            if count >= max_records:
+                break
+            if segment.next_offset <= offset:
+                continue
+            read, data = segment.read_bytes(offset, max_records - count)
+            if read == 0:
+                break
+            chunks.append(data)
+            count += read
+            offset += read
+        return first, count, chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def apply_retention(self, now_ms: int) -> int:
         """Delete whole old segments beyond the size or age limit; return how many were deleted.

@@ -9,8 +9,13 @@ and a body). The body is::
     +----------------------+---------------------+-------------------------+
 
 Keys and values are arbitrary bytes, so they travel outside the JSON, in the
-payload. The header lists their sizes in order as ``[key_length,
-value_length]`` pairs, with -1 as the key length of a record without a key.
+payload. A produce request's header lists their sizes in order as
+``[key_length, value_length]`` pairs, with -1 as the key length of a record
+without a key. Records going the other way, in fetch and read replies, are
+sent in the broker's stored layout (see ``records``), exactly as they sit in
+the segment, so the broker never decodes them and the consumer checks each
+record's CRC. The header's ``"runs"`` list gives where each partition's run
+of records starts and ends (see ``pack_runs``).
 Nothing on the wire is pickled, so a broken or hostile peer can at worst send
 an invalid request, which the broker rejects with an error reply.
 
@@ -28,7 +33,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import ProtocolError, RemoteError
-from .records import Record
+from .records import Record, RecordFields, decode_record_fields
 
 __all__ = [
     "HEADER_LENGTH",
@@ -36,7 +41,9 @@ __all__ = [
     "decode_message",
     "pack_records",
     "unpack_records",
+    "pack_runs",
     "records_from_reply",
+    "decode_runs",
     "error_reply",
     "check_reply",
 ]
@@ -97,15 +104,13 @@ def unpack_records(sizes: Any, payload: bytes) -> list[tuple[bytes | None, bytes
     items: list[tuple[bytes | None, bytes]] = []
     position = 0
     for pair in sizes:
-        if (
-            not isinstance(pair, list)
-            or len(pair) != 2
-            or not all(isinstance(n, int) for n in pair)
-            or pair[0] < -1
-            or pair[1] < 0
-        ):
+        if type(pair) is not list or len(pair) != 2:
             raise ProtocolError(f"invalid record size pair {pair!r}")
         key_length, value_length = pair
+        if type(key_length) is not int or type(value_length) is not int:
+            raise ProtocolError(f"invalid record size pair {pair!r}")
+        if key_length < -1 or value_length < 0:
+            raise ProtocolError(f"invalid record size pair {pair!r}")
         key = None
         if key_length >= 0:
             key = payload[position : position + key_length]
@@ -122,25 +127,77 @@ def unpack_records(sizes: Any, payload: bytes) -> list[tuple[bytes | None, bytes
     return items
 
 
+def pack_runs(
+    runs: Iterable[tuple[str, int, int, bytes, list[int]]],
+) -> tuple[list[list[Any]], bytes]:
+    """Return the ``"runs"`` header list and the payload for runs of stored records.
+
+    Each run is (topic, partition, first_offset, data, deliveries): ``data``
+    contains consecutive records in the layout of ``records``, exactly as the
+    broker stored them, and ``deliveries`` gives per record how often it has
+    been delivered. The header entry of a run is ``[topic, partition,
+    first_offset, byte_length, deliveries]``.
+    """
+    fields: list[list[Any]] = []
+    chunks: list[bytes] = []
+    for topic, partition, first_offset, data, deliveries in runs:
+        fields.append([topic, partition, first_offset, len(data), deliveries])
+        chunks.append(data)
+    return fields, b"".join(chunks)
+
+
 def records_from_reply(
     header: Mapping[str, Any], payload: bytes
 ) -> list[tuple[str, int, int, Record]]:
     """Rebuild the records of a fetch or read reply as (topic, partition, deliveries, record).
 
-    The header's ``"records"`` list contains ``[topic, partition, offset,
-    timestamp_ms, deliveries, headers]`` per record, and ``"sizes"`` the key
-    and value lengths of the payload.
+    See ``decode_runs`` for the checks and the errors.
     """
-    items = unpack_records(header["sizes"], payload)
-    fields_list = header["records"]
-    if not isinstance(fields_list, list) or len(fields_list) != len(items):
-        raise ProtocolError("reply lists a different number of records than sizes")
-    rebuilt = []
-    for (key, value), fields in zip(items, fields_list, strict=True):
-        topic, partition, offset, timestamp_ms, deliveries, headers = fields
-        record = Record(int(offset), int(timestamp_ms), key, value, headers)
-        rebuilt.append((str(topic), int(partition), int(deliveries), record))
+    rebuilt: list[tuple[str, int, int, Record]] = []
+    for topic, partition, deliveries, fields in decode_runs(header, payload):
+        for count, item in zip(deliveries, fields, strict=True):
+            rebuilt.append((topic, partition, count, Record(*item)))
     return rebuilt
+
+
+def decode_runs(
+    header: Mapping[str, Any], payload: bytes
+) -> list[tuple[str, int, list[int], list[RecordFields]]]:
+    """Decode the runs of a fetch or read reply as (topic, partition, deliveries, fields).
+
+    The header's ``"runs"`` list is described in ``pack_runs``, and each item
+    of ``fields`` is a record as ``decode_record_fields`` returns it. Every
+    record's length, CRC and offset are checked here, on the consumer's side,
+    as Kafka consumers can with ``check.crcs``. Raises ``ProtocolError``
+    when the runs do not match the payload or a record is damaged.
+    """
+    runs = header.get("runs")
+    if not isinstance(runs, list):
+        raise ProtocolError("reply has no list of record runs")
+    decoded: list[tuple[str, int, list[int], list[RecordFields]]] = []
+    position = 0
+    for run in runs:
+        if type(run) is not list or len(run) != 5:
+            raise ProtocolError(f"invalid record run {run!r}")
+        topic, partition, first_offset, byte_length, deliveries = run
+        end = position + int(byte_length)
+        if end > len(payload) or not isinstance(deliveries, list):
+            raise ProtocolError(
+                f"record run {run[:4]!r} does not fit the {len(payload)}-byte payload"
+            )
+        fields, _, _, problem = decode_record_fields(
+            payload[position:end], first_offset=int(first_offset)
+        )
+        if problem is not None or len(fields) != len(deliveries):
+            raise ProtocolError(
+                f"{topic}/{partition}: damaged record run from offset {first_offset}: "
+                f"{problem or f'{len(fields)} records, {len(deliveries)} delivery counts'}"
+            )
+        decoded.append((str(topic), int(partition), deliveries, fields))
+        position = end
+    if position != len(payload):
+        raise ProtocolError(f"record runs cover {position} of the {len(payload)}-byte payload")
+    return decoded
 
 
 def error_reply(code: str, message: str) -> bytes:

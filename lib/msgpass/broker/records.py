@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -42,17 +42,23 @@ __all__ = [
     "MAX_RECORD_BYTES",
     "Record",
     "encode_record",
+    "encode_records",
     "DecodeResult",
     "decode_records",
+    "RecordFields",
+    "decode_record_fields",
 ]
 
 LENGTH = struct.Struct("!I")
 CRC = struct.Struct("!I")
+_PREFIX = struct.Struct("!II")  # length and CRC together, packed and unpacked in one call
 # offset, timestamp_ms, key_length (-1 for no key), value_length, headers_length
 BODY_FIXED = struct.Struct("!QqiII")
 RECORD_OVERHEAD_BYTES = LENGTH.size + CRC.size + BODY_FIXED.size  # 36
+RECORD_PREFIX_BYTES = LENGTH.size + CRC.size  # the length and CRC before the body
 # A length above this is treated as corruption, never as a record to allocate.
 MAX_RECORD_BYTES = 64 * 1024 * 1024
+EMPTY_HEADERS = b"{}"  # the JSON of no headers, written and recognised without the json module
 
 
 @dataclass(frozen=True)
@@ -78,31 +84,54 @@ def encode_record(
     Raises ``TypeError`` when ``key`` or ``value`` is not bytes, and
     ``ValueError`` when the record would exceed ``MAX_RECORD_BYTES``.
     """
-    if not isinstance(value, (bytes, bytearray)):
-        raise TypeError(f"a record value must be bytes, got {type(value).__name__}")
-    if key is not None and not isinstance(key, (bytes, bytearray)):
-        raise TypeError(f"a record key must be bytes or None, got {type(key).__name__}")
-    headers_bytes = json.dumps(dict(headers or {}), sort_keys=True).encode("utf-8")
-    key_bytes = b"" if key is None else bytes(key)
-    body = (
-        BODY_FIXED.pack(
-            offset,
-            timestamp_ms,
-            -1 if key is None else len(key_bytes),
-            len(value),
-            len(headers_bytes),
-        )
-        + key_bytes
-        + bytes(value)
-        + headers_bytes
-    )
-    length = CRC.size + len(body)
-    if length > MAX_RECORD_BYTES:
-        raise ValueError(
-            f"record of {length} bytes exceeds MAX_RECORD_BYTES={MAX_RECORD_BYTES}; "
-            f"split the value into smaller messages"
-        )
-    return LENGTH.pack(length) + CRC.pack(zlib.crc32(body)) + body
+    data, _ = encode_records(offset, timestamp_ms, [(key, value, headers)])
+    return data
+
+
+def encode_records(
+    first_offset: int,
+    timestamp_ms: int,
+    items: Iterable[tuple[bytes | None, bytes, Mapping[str, str] | None]],
+) -> tuple[bytes, list[int]]:
+    """Encode (key, value, headers) items as consecutive records from ``first_offset``.
+
+    Returns the records joined into one bytes object, ready for one write, and
+    the size of each record. The bytes are the same as ``encode_record``
+    gives for each item in turn, so a batch and single records mix freely in
+    a segment. Raises like ``encode_record``.
+    """
+    chunks: list[bytes] = []
+    sizes: list[int] = []
+    pack_fixed = BODY_FIXED.pack
+    pack_prefix = _PREFIX.pack
+    crc32 = zlib.crc32
+    offset = first_offset
+    for key, value, headers in items:
+        if not isinstance(value, (bytes, bytearray)):
+            raise TypeError(f"a record value must be bytes, got {type(value).__name__}")
+        if headers:
+            headers_bytes = json.dumps(dict(headers), sort_keys=True).encode("utf-8")
+        else:
+            headers_bytes = EMPTY_HEADERS
+        if key is None:
+            fixed = pack_fixed(offset, timestamp_ms, -1, len(value), len(headers_bytes))
+            body = b"".join((fixed, value, headers_bytes))
+        elif isinstance(key, (bytes, bytearray)):
+            fixed = pack_fixed(offset, timestamp_ms, len(key), len(value), len(headers_bytes))
+            body = b"".join((fixed, key, value, headers_bytes))
+        else:
+            raise TypeError(f"a record key must be bytes or None, got {type(key).__name__}")
+        length = CRC.size + len(body)
+        if length > MAX_RECORD_BYTES:
+            raise ValueError(
+                f"record of {length} bytes exceeds MAX_RECORD_BYTES={MAX_RECORD_BYTES}; "
+                f"split the value into smaller messages"
+            )
+        chunks.append(pack_prefix(length, crc32(body)))
+        chunks.append(body)
+        sizes.append(LENGTH.size + length)
+        offset += 1
+    return b"".join(chunks), sizes
 
 
 @dataclass(frozen=True)
@@ -134,23 +163,85 @@ def decode_records(
     starting there, and the first one that does not is treated as corruption.
     This function never raises on bad bytes: it reports them in ``problem``.
     """
-    view = memoryview(data)
-    records: list[Record] = []
+    fields, positions, valid_bytes, problem = decode_record_fields(
+        data, first_offset=first_offset, start=start, max_records=max_records
+    )
+    return DecodeResult([Record(*item) for item in fields], positions, valid_bytes, problem)
+
+
+RecordFields = tuple[int, int, bytes | None, bytes, dict[str, str]]
+
+
+def decode_record_fields(
+    data: bytes | memoryview,
+    *,
+    first_offset: int | None = None,
+    start: int = 0,
+    max_records: int | None = None,
+) -> tuple[list[RecordFields], list[int], int, str | None]:
+    """Do what ``decode_records`` does, with each record as a plain tuple of its fields.
+
+    Returns (fields, positions, valid_bytes, problem), where each item of
+    ``fields`` is (offset, timestamp_ms, key, value, headers), in the order
+    of ``Record``'s fields. A consumer that builds its own objects from the
+    fields saves creating a ``Record`` for each.
+    """
+    buffer = data if isinstance(data, bytes) else bytes(data)
+    view = memoryview(buffer)
+    fields: list[RecordFields] = []
     positions: list[int] = []
     position = start
     expected = first_offset
     problem: str | None = None
-    while position < len(view):
-        if max_records is not None and len(records) >= max_records:
+    size = len(buffer)
+    max_count = size if max_records is None else max_records  # a record takes at least a byte
+    unpack_prefix = _PREFIX.unpack_from
+    unpack_fixed = BODY_FIXED.unpack_from
+    crc32 = zlib.crc32
+    fixed_size = BODY_FIXED.size
+    # The loop below handles good records inline, because a fetch decodes
+    # thousands of them. At the first check that fails, _decode_one decodes
+    # the same record again to report what is wrong with it.
+    while position < size and len(fields) < max_count:
+        if size - position < RECORD_OVERHEAD_BYTES:
+            _, _, problem = _decode_one(view, position, expected)
             break
-        record, size, problem = _decode_one(view, position, expected)
-        if record is None:
+        length, crc = unpack_prefix(buffer, position)
+        body_start = position + RECORD_PREFIX_BYTES
+        end = position + LENGTH.size + length
+        if length < CRC.size + fixed_size or length > MAX_RECORD_BYTES or end > size:
+            _, _, problem = _decode_one(view, position, expected)
             break
-        records.append(record)
+        offset, timestamp_ms, key_length, value_length, headers_length = unpack_fixed(
+            buffer, body_start
+        )
+        if (
+            crc32(view[body_start:end]) != crc
+            or key_length < -1
+            or fixed_size + max(key_length, 0) + value_length + headers_length != end - body_start
+            or (expected is not None and offset != expected)
+        ):
+            _, _, problem = _decode_one(view, position, expected)
+            break
+        cursor = body_start + fixed_size
+        key: bytes | None = None
+        if key_length >= 0:
+            key = buffer[cursor : cursor + key_length]
+            cursor += key_length
+        value = buffer[cursor : cursor + value_length]
+        cursor += value_length
+        if headers_length == 2 and buffer[cursor:end] == EMPTY_HEADERS:
+            fields.append((offset, timestamp_ms, key, value, {}))
+        else:
+            # Records with headers need the json module; they take the slow path.
+            record, _, problem = _decode_one(view, position, expected)
+            if record is None:
+                break
+            fields.append((offset, timestamp_ms, key, value, dict(record.headers)))
         positions.append(position)
-        position += size
-        expected = record.offset + 1
-    return DecodeResult(records, positions, position, problem)
+        position = end
+        expected = offset + 1
+    return fields, positions, position, problem
 
 
 def _decode_one(

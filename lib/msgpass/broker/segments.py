@@ -140,17 +140,9 @@ class Segment:
 
     def read(self, offset: int, max_records: int) -> list[Record]:
         """Return up to ``max_records`` records starting at ``offset`` within this segment."""
-        index = offset - self.base_offset
-        if index < 0 or index >= len(self._positions) or max_records <= 0:
+        count, data = self.read_bytes(offset, max_records)
+        if count == 0:
             return []
-        last = min(index + max_records, len(self._positions))
-        start = self._positions[index]
-        end = self._positions[last] if last < len(self._positions) else self._size_bytes
-        if self._memory is not None:
-            data = bytes(self._memory[start:end])
-        else:
-            assert self._fd is not None
-            data = os.pread(self._fd, end - start, start)
         result = decode_records(data, first_offset=offset)
         if result.problem is not None:
             # The bytes passed their checks when written or recovered, so this is
@@ -159,6 +151,28 @@ class Segment:
                 f"segment {self.path}: record at offset {offset} is damaged: {result.problem}"
             )
         return result.records
+
+    def read_bytes(self, offset: int, max_records: int) -> tuple[int, bytes]:
+        """Return (count, bytes) of up to ``max_records`` encoded records from ``offset``.
+
+        The bytes are the records exactly as stored, read with one ``pread``
+        (or one slice in memory) and not checked here: the caller that decodes
+        them checks each record's CRC.
+        """
+        index = offset - self.base_offset
+        if index < 0 or index >= len(self._positions) or max_records <= 0:
+            return 0, b""
+        last = min(index + max_records, len(self._positions))
+        start = self._positions[index]
+        end = self._positions[last] if last < len(self._positions) else self._size_bytes
+        if self._memory is not None:
+            data = bytes(self._memory[start:end])
+        else:
+            assert self._fd is not None
+            data = os.pread(self._fd, end - start, start)
+            if len(data) != end - start:
+                raise OSError(f"short read from {self.path}: {len(data)} of {end - start} bytes")
+        return last - index, data
 
     def close(self) -> None:
         """Close the segment's file. Calling it again does nothing."""

@@ -10,13 +10,14 @@ op             request fields -> reply fields
 create_topic   topic, partitions -> created
 produce        topic, partition (or null), records, headers; payload ->
                results ([partition, offset] per record, once durable)
-read           topic, partition, offset, max_records -> records; payload
+read           topic, partition, offset, max_records -> runs; payload
 join           group, topics, session_timeout_s, strategy ->
                member_id, generation, assignment
 leave          group, member_id -> (nothing)
 fetch          group, member_id, generation, max_records, wait_s ->
-               generation, assignment, records; payload
-ack, nack      group, acks ([topic, partition, offset] each) -> committed
+               generation, assignment, runs; payload
+ack, nack      group, acks ([topic, partition, offset] each) and/or ranges
+               ([topic, partition, first, end], end excluded) -> committed
 committed      group, topic, partition -> committed (or null)
 metadata       (nothing) -> topics ({name: [[start, end], ...]})
 =============  ===============================================================
@@ -42,13 +43,17 @@ from typing import Any
 
 from ..errors import MessagingError, ProtocolError, RemoteError
 from ..tcp_threaded import ThreadedServer
-from .core import DEFAULT_ACK_TIMEOUT_S, DEFAULT_MAX_DELIVERIES, Broker, Delivered
+from .core import DEFAULT_ACK_TIMEOUT_S, DEFAULT_MAX_DELIVERIES, Broker
 from .partition_log import DEFAULT_SEGMENT_BYTES, Durability, NewRecord
-from .protocol import decode_message, encode_message, error_reply, pack_records, unpack_records
+from .protocol import decode_message, encode_message, error_reply, pack_runs, unpack_records
 
 __all__ = ["BrokerServer", "main"]
 
 log = logging.getLogger(__name__)
+
+# The maximum number of offsets in one ack or nack range. A range expands to
+# one offset per record, so a huge one would cost memory before any check.
+MAX_ACK_RANGE = 1_000_000
 
 
 class BrokerServer:
@@ -164,23 +169,28 @@ def _create_topic(broker: Broker, header: dict[str, Any], payload: bytes) -> Rep
 
 def _produce(broker: Broker, header: dict[str, Any], payload: bytes) -> Reply:
     items = unpack_records(header["records"], payload)
-    headers = header.get("headers") or [{}] * len(items)
-    if len(headers) != len(items):
-        raise ProtocolError(f"{len(headers)} header maps for {len(items)} records")
-    records = [
-        NewRecord(value, key, {str(k): str(v) for k, v in extra.items()})
-        for (key, value), extra in zip(items, headers, strict=True)
-    ]
+    headers = header.get("headers")
+    if not headers:
+        records = [NewRecord(value, key) for key, value in items]
+    else:
+        if len(headers) != len(items):
+            raise ProtocolError(f"{len(headers)} header maps for {len(items)} records")
+        records = [
+            NewRecord(value, key, {str(k): str(v) for k, v in extra.items()})
+            for (key, value), extra in zip(items, headers, strict=True)
+        ]
     results = broker.produce(header["topic"], records, header.get("partition"))
     return {"results": [list(pair) for pair in results]}, b""
 
 
 def _read(broker: Broker, header: dict[str, Any], payload: bytes) -> Reply:
-    records = broker.read(
-        header["topic"], header["partition"], header["offset"], header.get("max_records", 500)
+    topic = header["topic"]
+    partition = header["partition"]
+    first, count, data = broker.read_bytes(
+        topic, partition, header["offset"], header.get("max_records", 500)
     )
-    deliveries = [Delivered(header["topic"], header["partition"], r, 0) for r in records]
-    return _records_reply({}, deliveries)
+    runs, reply_payload = pack_runs([(topic, partition, first, data, [0] * count)])
+    return {"runs": runs}, reply_payload
 
 
 def _join(broker: Broker, header: dict[str, Any], payload: bytes) -> Reply:
@@ -203,45 +213,47 @@ def _leave(broker: Broker, header: dict[str, Any], payload: bytes) -> Reply:
 
 
 def _fetch(broker: Broker, header: dict[str, Any], payload: bytes) -> Reply:
-    result = broker.fetch(
+    result = broker.fetch_encoded(
         header["group"],
         header["member_id"],
         header["generation"],
         max_records=header.get("max_records", 500),
         wait_s=float(header.get("wait_s", 0.0)),
     )
+    runs, reply_payload = pack_runs(
+        (run.topic, run.partition, run.first_offset, run.data, run.deliveries)
+        for run in result.runs
+    )
     fields = {
         "generation": result.generation,
         "assignment": [list(tp) for tp in result.assignment],
+        "runs": runs,
     }
-    return _records_reply(fields, result.deliveries)
+    return fields, reply_payload
 
 
-def _records_reply(fields: dict[str, Any], deliveries: list[Delivered]) -> Reply:
-    sizes, payload = pack_records((d.record.key, d.record.value) for d in deliveries)
-    fields["records"] = [
-        [
-            d.topic,
-            d.partition,
-            d.record.offset,
-            d.record.timestamp_ms,
-            d.deliveries,
-            dict(d.record.headers),
-        ]
-        for d in deliveries
-    ]
-    fields["sizes"] = sizes
-    return fields, payload
+def _acked_offsets(header: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """Return the (topic, partition, offset) triples of an ack or nack request.
+
+    A request lists single offsets in ``"acks"`` and runs of offsets in
+    ``"ranges"`` as ``[topic, partition, first, end]`` with ``end``
+    excluded. A consumer acking a whole fetch sends one range per partition.
+    """
+    acks = [(str(t), int(p), int(o)) for t, p, o in header.get("acks", [])]
+    for topic, partition, first, end in header.get("ranges", []):
+        if int(end) - int(first) > MAX_ACK_RANGE:
+            raise ProtocolError(f"ack range {first}..{end} is longer than {MAX_ACK_RANGE}")
+        acks.extend((str(topic), int(partition), o) for o in range(int(first), int(end)))
+    return acks
 
 
 def _ack(broker: Broker, header: dict[str, Any], payload: bytes) -> Reply:
-    acks = [(str(t), int(p), int(o)) for t, p, o in header["acks"]]
-    committed = broker.ack(header["group"], acks)
+    committed = broker.ack(header["group"], _acked_offsets(header))
     return {"committed": [[tp.topic, tp.partition, c] for tp, c in committed.items()]}, b""
 
 
 def _nack(broker: Broker, header: dict[str, Any], payload: bytes) -> Reply:
-    broker.nack(header["group"], [(str(t), int(p), int(o)) for t, p, o in header["acks"]])
+    broker.nack(header["group"], _acked_offsets(header))
     return {}, b""
 
 
