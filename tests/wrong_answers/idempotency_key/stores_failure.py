@@ -1,4 +1,4 @@
-"""Reserves the key before apply() runs and keeps it when apply() fails, so a retry never applies."""
+"""Reserves the key before apply() runs and keeps it if apply() fails, so a retry never applies."""
 
 # threading and Json come from the lab's first code cell.
 # ruff: noqa: F821
