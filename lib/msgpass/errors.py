@@ -45,6 +45,7 @@ __all__ = [
     "ServiceUnavailable",
     "TLSError",
     "CertificateVerificationError",
+    "JobFailed",
 ]
 
 
@@ -302,3 +303,16 @@ def translate_tls_error(error: ssl.SSLError, action: str) -> TLSError:
         )
     reason = error.reason if isinstance(error.reason, str) else None
     return TLSError(f"{action} failed: TLS error: {error}", reason=reason)
+
+
+class JobFailed(MessagingError):
+    """A job run as a child process, such as a PyFlink job, exited with an error.
+
+    ``returncode`` is the process's exit status and ``stderr_tail`` the last
+    lines it wrote to stderr, which usually name the cause.
+    """
+
+    def __init__(self, message: str, *, returncode: int, stderr_tail: str) -> None:
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+        super().__init__(message)
