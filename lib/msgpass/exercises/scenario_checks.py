@@ -384,81 +384,106 @@ def _spent_task(candidate: Any, rng: random.Random) -> None:
         )
 
 
-def _seeded_crashes(candidate: Any, rng: random.Random) -> None:
-    clock = _Clock()
-    queue = WorkQueue(
-        capacity=SIMULATION_TASKS,
-        visibility_timeout_s=VISIBILITY_TIMEOUT_S,
-        max_attempts=MAX_ATTEMPTS,
-        clock=clock,
-        expire=candidate,
-    )
-    task_ids = [f"task-{n}" for n in range(SIMULATION_TASKS)]
-    poison = set(rng.sample(task_ids, 3))
-    for task_id in task_ids:
-        queue.try_put(task_id, b"")
-    claims: dict[str, list[float]] = {task_id: [] for task_id in task_ids}
-    # Task id -> (lease id, deadline) of the lease that a worker is still working under.
-    live_until: dict[str, tuple[int, float]] = {}
-    # Each busy worker holds (lease, finish time, fate) with fate "ack", "crash" or "slow".
-    busy: dict[str, tuple[Lease, float, str]] = {}
-    for _ in range(SIMULATION_MAX_STEPS):
-        for worker_id, (lease, finish_at, fate) in list(busy.items()):
-            if clock.now < finish_at:
+class _CrashSimulation:
+    """Workers on a fake clock that crash, run too long or finish, with a seeded choice per claim.
+
+    ``live_until`` maps a task id to the (lease id, deadline) of the lease a
+    worker is still working under, so that a second claim of the task while
+    that lease is live is caught. ``busy`` maps a worker to its (lease,
+    finish time, fate), where fate is "ack", "crash" or "slow".
+    """
+
+    def __init__(self, candidate: Any, rng: random.Random) -> None:
+        self.rng = rng
+        self.clock = _Clock()
+        self.queue = WorkQueue(
+            capacity=SIMULATION_TASKS,
+            visibility_timeout_s=VISIBILITY_TIMEOUT_S,
+            max_attempts=MAX_ATTEMPTS,
+            clock=self.clock,
+            expire=candidate,
+        )
+        self.task_ids = [f"task-{n}" for n in range(SIMULATION_TASKS)]
+        self.poison = set(rng.sample(self.task_ids, 3))
+        for task_id in self.task_ids:
+            self.queue.try_put(task_id, b"")
+        self.claims: dict[str, list[float]] = {task_id: [] for task_id in self.task_ids}
+        self.live_until: dict[str, tuple[int, float]] = {}
+        self.busy: dict[str, tuple[Lease, float, str]] = {}
+
+    def finish_due_work(self) -> None:
+        now = self.clock.now
+        for worker_id, (lease, finish_at, fate) in list(self.busy.items()):
+            if now < finish_at:
                 continue
-            del busy[worker_id]
-            if live_until.get(lease.task.task_id, (0, 0.0))[0] == lease.lease_id:
-                del live_until[lease.task.task_id]
+            del self.busy[worker_id]
+            if self.live_until.get(lease.task.task_id, (0, 0.0))[0] == lease.lease_id:
+                del self.live_until[lease.task.task_id]
             if fate == "crash":
                 continue
-            accepted = queue.ack(lease)
-            if not accepted and clock.now < lease.deadline:
+            accepted = self.queue.ack(lease)
+            if not accepted and now < lease.deadline:
                 raise CheckFailed(
-                    expected=f"the ack of {lease.task.task_id} at time {clock.now} accepted, "
+                    expected=f"the ack of {lease.task.task_id} at time {now} accepted, "
                     f"because its lease runs until {lease.deadline}",
                     actual="the queue had already taken the task back, so the work was wasted",
                     hint="requeue only leases whose deadline has passed (now >= lease.deadline)",
                 )
+
+    def start_idle_workers(self) -> None:
+        now = self.clock.now
         for n in range(SIMULATION_WORKERS):
             worker_id = f"worker-{n}"
-            if worker_id in busy:
+            if worker_id in self.busy:
                 continue
-            claimed = queue.claim_nowait(worker_id)
-            if claimed is None:
+            lease = self.queue.claim_nowait(worker_id)
+            if lease is None:
                 continue
-            lease = claimed
             task_id = lease.task.task_id
-            if task_id in live_until and clock.now < live_until[task_id][1]:
+            live = self.live_until.get(task_id)
+            if live is not None and now < live[1]:
                 raise CheckFailed(
-                    expected=f"{task_id} not handed out while its lease runs until "
-                    f"{live_until[task_id][1]}",
-                    actual=f"claimed again at time {clock.now}",
+                    expected=f"{task_id} not handed out while its lease runs until {live[1]}",
+                    actual=f"claimed again at time {now}",
                     hint="requeue only leases whose deadline has passed (now >= lease.deadline)",
                 )
-            claims[task_id].append(clock.now)
-            if task_id in poison or rng.random() < CRASH_PROBABILITY:
-                busy[worker_id] = (lease, clock.now + 2 * VISIBILITY_TIMEOUT_S, "crash")
-                live_until[task_id] = (lease.lease_id, lease.deadline)
-            elif rng.random() < SLOW_PROBABILITY:
-                busy[worker_id] = (lease, lease.deadline + SIMULATION_STEP_S, "slow")
+            self.claims[task_id].append(now)
+            if task_id in self.poison or self.rng.random() < CRASH_PROBABILITY:
+                self.busy[worker_id] = (lease, now + 2 * VISIBILITY_TIMEOUT_S, "crash")
+                self.live_until[task_id] = (lease.lease_id, lease.deadline)
+            elif self.rng.random() < SLOW_PROBABILITY:
+                self.busy[worker_id] = (lease, lease.deadline + SIMULATION_STEP_S, "slow")
             else:
-                busy[worker_id] = (lease, clock.now + rng.choice([1.0, 2.0, 3.0]), "ack")
-                live_until[task_id] = (lease.lease_id, lease.deadline)
-        stats = queue.stats()
-        if not busy and stats["ready"] == 0 and stats["leased"] == 0:
-            break
-        clock.now += SIMULATION_STEP_S
-    else:
-        stats = queue.stats()
+                finish_at = now + self.rng.choice([1.0, 2.0, 3.0])
+                self.busy[worker_id] = (lease, finish_at, "ack")
+                self.live_until[task_id] = (lease.lease_id, lease.deadline)
+
+    def run(self) -> None:
+        """Step the clock until no work is left; raise ``CheckFailed`` if that never happens."""
+        for _ in range(SIMULATION_MAX_STEPS):
+            self.finish_due_work()
+            self.start_idle_workers()
+            stats = self.queue.stats()
+            if not self.busy and stats["ready"] == 0 and stats["leased"] == 0:
+                return
+            self.clock.now += SIMULATION_STEP_S
+
+        stats = self.queue.stats()
+        poison_claims = [len(self.claims[task_id]) for task_id in sorted(self.poison)]
         raise CheckFailed(
             expected=f"all {SIMULATION_TASKS} tasks completed or dead-lettered within "
             f"{SIMULATION_MAX_STEPS} steps",
             actual=f"still {stats['ready']} ready and {stats['leased']} leased; "
-            f"claims of the poison tasks: {[len(claims[p]) for p in sorted(poison)]}",
+            f"claims of the poison tasks: {poison_claims}",
             hint="a task that keeps failing must go to dead_letters once its attempts reach "
             "max_attempts, or it circulates forever",
         )
-    _check_outcome(queue, task_ids, poison, claims)
+
+
+def _seeded_crashes(candidate: Any, rng: random.Random) -> None:
+    simulation = _CrashSimulation(candidate, rng)
+    simulation.run()
+    _check_outcome(simulation.queue, simulation.task_ids, simulation.poison, simulation.claims)
 
 
 def _check_outcome(
