@@ -1,7 +1,8 @@
 """A work queue with leases: load balancing, backpressure, crashed workers, dead letters.
 
-Cloud task schedulers (Amazon SQS, Google Cloud Tasks, Celery on a broker)
-share one shape, and this module builds it in memory so a lab can watch it:
+A cloud work queue such as Amazon SQS hands tasks to workers under leases
+(SQS API Reference, ``ReceiveMessage`` and ``ChangeMessageVisibility``). This
+module builds that shape in memory, so a lab can watch each part:
 
 - **Pull-based load balancing.** Workers ``claim`` a task when they are free,
   so a worker stuck on an expensive task is not handed more.
@@ -52,7 +53,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_VISIBILITY_TIMEOUT_S = 30.0  # SQS's default visibility timeout is also 30 s
+DEFAULT_VISIBILITY_TIMEOUT_S = 30.0  # the same as SQS's default (SQS API Reference, 2012-11-05)
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_CAPACITY = 100
 
