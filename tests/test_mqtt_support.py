@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 
+import psutil
 import pytest
 
 from msgpass.errors import ProtocolError
@@ -132,3 +133,17 @@ def test_persistent_session_queues_qos1(broker: MqttBroker) -> None:
     finally:
         stop_client(back)
     assert sorted(m.payload for m in received) == [b"0", b"1", b"2"]
+
+
+def _inet_connections() -> set[tuple[object, object]]:
+    return {(c.laddr, c.raddr) for c in psutil.Process().net_connections(kind="inet")}
+
+
+def test_stopped_clients_leave_no_sockets(broker: MqttBroker) -> None:
+    before = _inet_connections()
+    client = connect_client(broker.port, "short-lived")
+    dropped = connect_client(broker.port, "dropped")
+    stop_client(client)
+    drop_connection(dropped)
+    broker.stop()
+    assert _inet_connections() - before == set()

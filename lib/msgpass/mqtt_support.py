@@ -376,29 +376,32 @@ def publish_and_wait(
 
 
 def stop_client(client: mqtt.Client, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
-    """Send DISCONNECT if still connected, stop the network thread, close the socket."""
+    """Send DISCONNECT if still connected, stop the network thread, close every socket."""
     if client.is_connected():
         client.disconnect()
     client.loop_stop()
-    sock = client.socket()
-    if sock is not None:
-        sock.close()
+    _close_sockets(client)
 
 
 def drop_connection(client: mqtt.Client) -> None:
     """Kill a client's connection without DISCONNECT, as a power cut or a lost link does.
 
     The network thread is stopped first, so paho does not reconnect. The
-    broker then sees end of file, which makes it publish the client's will.
+    broker then reads end of file, which makes it publish the client's will.
     """
     client.loop_stop()
     sock = client.socket()
-    if sock is None:
-        return
     if isinstance(sock, socket.socket):
         with contextlib.suppress(OSError):  # already reset by the peer
             sock.shutdown(socket.SHUT_RDWR)
-    sock.close()
+    _close_sockets(client)
+
+
+def _close_sockets(client: mqtt.Client) -> None:
+    # paho 2.2 also keeps a loopback TCP socket pair per client to wake its
+    # network loop, and closes it only in __del__ or in this private method.
+    # NOTE: a private paho method; recheck it when upgrading paho-mqtt.
+    client._reset_sockets()
 
 
 # ---------------------------------------------------------------------------
