@@ -35,6 +35,7 @@ from .spool_checks import check_spool_claim
 from .styles_checks import check_callback_future, check_with_timeout
 from .styles_loop_checks import check_echo_handlers, check_once_emitter
 from .tail_checks import check_fanout_percentile, check_hedged_request
+from .window_checks import check_tumbling_window
 
 __all__ = [
     "Check",
@@ -69,4 +70,5 @@ __all__ = [
     "check_qos1_dedup",
     "check_idempotency_key",
     "check_visibility_timeout",
+    "check_tumbling_window",
 ]

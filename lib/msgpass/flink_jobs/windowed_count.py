@@ -9,8 +9,9 @@ the book's main environment.
 
 The job, written with PyFlink's DataStream API:
 
-1. reads every ``*.jsonl`` file in ``--input`` with a ``FileSource``, one JSON
-   event ``{"key", "value", "timestamp_ms"}`` per line;
+1. reads every ``*.jsonl`` file in ``--input``, in name order, with one
+   ``FileSource`` per file chained in a ``HybridSource``. Each line is one
+   JSON event ``{"key", "value", "timestamp_ms"}``;
 2. takes each event's ``timestamp_ms`` as its event time and generates
    watermarks that trail the maximum timestamp by ``--out-of-orderness-ms``;
 3. keys the stream by ``key`` and counts and sums values in tumbling windows of
@@ -42,6 +43,7 @@ from pyflink.common.time import Time
 from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
+from pyflink.datastream.connectors.hybrid_source import HybridSource
 from pyflink.datastream.functions import ProcessWindowFunction
 from pyflink.datastream.window import TimeWindow, TumblingEventTimeWindows
 
@@ -117,8 +119,18 @@ def main(argv: list[str]) -> int:
     # which runs "python" from PATH unless an interpreter is configured.
     env.set_python_executable(sys.executable)
 
-    source = FileSource.for_record_stream_format(StreamFormat.text_line_format(), *files).build()
-    lines = env.from_source(source, WatermarkStrategy.no_watermarks(), "jsonl-files")
+    # One FileSource may read its files in any order, which would make events of
+    # a later file arrive before an earlier one. A HybridSource reads its sources
+    # one after the other, so chaining one FileSource per file keeps name order.
+    line_format = StreamFormat.text_line_format()
+    sources = [FileSource.for_record_stream_format(line_format, path).build() for path in files]
+    builder = HybridSource.builder(sources[0])
+    for later in sources[1:]:
+        builder.add_source(later)
+    source = builder.build()
+    lines = env.from_source(
+        source, WatermarkStrategy.no_watermarks(), "jsonl-files", type_info=Types.STRING()
+    )
     events = lines.filter(lambda line: bool(line.strip())).map(
         parse_event, output_type=Types.TUPLE([Types.STRING(), Types.LONG(), Types.LONG()])
     )
