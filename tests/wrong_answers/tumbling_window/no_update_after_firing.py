@@ -20,7 +20,8 @@ class MyTumblingWindows:
     def on_event(self, event: Event) -> list[WindowResult]:
         start = self.window_start(event.timestamp_ms)
         last_ms = start + self.size_ms - 1
-        if self.watermark_ms is not None and last_ms + self.allowed_lateness_ms <= self.watermark_ms:
+        cleanup_ms = last_ms + self.allowed_lateness_ms
+        if self.watermark_ms is not None and cleanup_ms <= self.watermark_ms:
             self.late_dropped += 1
             return []
         slot = (event.key, start)
