@@ -1,4 +1,4 @@
-"""Shared test settings: where the repository and its labs are."""
+"""Shared fixtures; the repository paths live in ``support``."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-LABS = sorted((REPO / "labs").glob("*.ipynb"))
+from support import REPO
 
 
 @pytest.fixture(scope="session")

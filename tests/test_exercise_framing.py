@@ -10,7 +10,6 @@ from typing import Any
 import nbformat
 import pytest
 
-from conftest import REPO
 from msgpass.errors import FrameTooLarge, IncompleteFrame
 from msgpass.exercises import (
     Check,
@@ -21,6 +20,7 @@ from msgpass.exercises import (
 )
 from msgpass.exercises.student_edition import find_exercises, make_student_notebook
 from msgpass.framing import FrameDecoder
+from support import REPO
 from wrong_answers.framing_decoders import WRONG_DECODERS, DoesNothing, LittleEndianHeader
 
 LAB = REPO / "labs" / "03-tcp-framing.ipynb"

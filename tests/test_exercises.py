@@ -34,9 +34,9 @@ from typing import Any
 import nbformat
 import pytest
 
-from conftest import LABS, REPO
 from msgpass.exercises import ExerciseFailed
 from msgpass.exercises.student_edition import Exercise, find_exercises, strip_solutions
+from support import LABS, REPO
 
 WRONG_ANSWERS = REPO / "tests" / "wrong_answers"
 

@@ -17,7 +17,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from conftest import LABS
+from support import LABS
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import LABS, REPO
+from support import LABS, REPO
 
 
 def _toc_files() -> set[str]:

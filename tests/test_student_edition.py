@@ -10,7 +10,6 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from conftest import REPO
 from msgpass.exercises.student_edition import (
     BEGIN_MARKER,
     END_MARKER,
@@ -25,6 +24,7 @@ from msgpass.exercises.student_edition import (
     strip_solutions,
     write_student_edition,
 )
+from support import REPO
 
 LABS_DIR = REPO / "labs"
 EXERCISE = Exercise("add-one", "return n plus one", cell_index=0)
