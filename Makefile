@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: book test crash-test env student clean
+.PHONY: book test crash-test env flink-env student clean
 
 env: $(STAMP)
 
@@ -30,6 +30,16 @@ test: env
 # no acknowledged record is lost; CI runs it after `make test`.
 crash-test: env
 	$(BIN)/python -m pytest -m crash tests/crash
+
+# PyFlink 2.3 in its own environment (.venv-flink, about 850 MB), because it
+# pins an older numpy than the labs use. The Flink lab needs it and Java 11+;
+# without them that lab prints how to install them and skips its Flink steps.
+flink-env: .venv-flink/.installed-stamp
+
+.venv-flink/.installed-stamp:
+	$(PYTHON) -m venv .venv-flink
+	.venv-flink/bin/python -m pip install --quiet apache-flink==2.3.0
+	touch $@
 
 # Write the student edition of every lab into student/. Notebooks a learner
 # has already edited there are kept; the tool lists them and says how to replace them.
