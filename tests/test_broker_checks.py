@@ -87,7 +87,7 @@ def test_idempotent_no_save_is_rejected():
 
 def test_assignment_library_strategy_passes():
     check_partition_assignment(assign_round_robin, quiet=True)
-    assert not [name for name in STRATEGIES if name.startswith("exercise-")]
+    assert sorted(STRATEGIES) == ["range", "round_robin"]
 
 
 def test_assignment_non_dict_rejected():
@@ -109,7 +109,7 @@ def test_assignment_missing_member_rejected():
         check_partition_assignment(drops_idle, quiet=True)
 
 
-def test_assignment_strategy_removed_after_failure():
+def test_assignment_failure_leaves_strategies():
     def greedy(
         members: Sequence[str], partitions: Sequence[TopicPartition]
     ) -> dict[str, list[TopicPartition]]:
@@ -118,4 +118,19 @@ def test_assignment_strategy_removed_after_failure():
 
     with pytest.raises(ExerciseFailed):
         check_partition_assignment(greedy, quiet=True)
-    assert not [name for name in STRATEGIES if name.startswith("exercise-")]
+    assert sorted(STRATEGIES) == ["range", "round_robin"]
+
+
+def test_assignment_rejected_by_broker():
+    # Correct on the checker's own member names, wrong on the broker's member ids.
+    def wrong_in_broker(
+        members: Sequence[str], partitions: Sequence[TopicPartition]
+    ) -> dict[str, list[TopicPartition]]:
+        if any(member.startswith("assign-check-") for member in members):
+            return {member: list(partitions) for member in members}
+        return assign_round_robin(members, partitions)
+
+    with pytest.raises(ExerciseFailed, match="the broker rejected one") as error:
+        check_partition_assignment(wrong_in_broker, quiet=True)
+    assert "rebalance in a real consumer group" in str(error.value)
+    assert "to both" in str(error.value)

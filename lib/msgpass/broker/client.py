@@ -29,7 +29,7 @@ from typing import Any, Self
 
 from ..errors import MessagingError, RemoteError
 from ..tcp import FramedConnection, connect
-from .groups import TopicPartition
+from .groups import Strategy, TopicPartition, strategy_name
 from .protocol import (
     check_reply,
     decode_message,
@@ -203,10 +203,15 @@ class Producer(_Client):
 class Consumer(_Client):
     """A member of a consumer group that reads, acknowledges and rejoins when it must.
 
-    ``strategy`` (``"range"`` or ``"round_robin"``) is used when this member
-    creates the group. ``session_timeout_s``: if the consumer does not call
-    the broker for that long, the group drops it and hands its partitions to
-    the others::
+    ``strategy`` is used when this member creates the group. It is the name
+    of a strategy on the broker (``"range"``, ``"round_robin"``, or one given
+    to ``BrokerServer(strategies=...)``) or a function ``assign(members,
+    partitions) -> {member: [partitions]}``. The broker runs the strategy,
+    so a function works only with a ``BrokerServer`` running in this
+    process: the consumer registers the function with that server and sends
+    its name. For a broker in another process it raises ``ValueError``.
+    ``session_timeout_s``: if the consumer does not call the broker for that
+    long, the group drops it and hands its partitions to the others::
 
         with Consumer(port=server.port, group="billing", topics=["orders"]) as consumer:
             for delivery in consumer.poll(timeout_s=1.0):
@@ -221,7 +226,7 @@ class Consumer(_Client):
         *,
         group: str,
         topics: Sequence[str],
-        strategy: str = "range",
+        strategy: str | Strategy = "range",
         session_timeout_s: float = 10.0,
         max_records: int = 500,
         on_assigned: PartitionCallback | None = None,
@@ -231,7 +236,7 @@ class Consumer(_Client):
         super().__init__(host, port, timeout_s)
         self.group = group
         self.topics = list(topics)
-        self.strategy = strategy
+        self.strategy = strategy if isinstance(strategy, str) else ""
         self.session_timeout_s = session_timeout_s
         self.max_records = max_records
         self.on_assigned = on_assigned
@@ -241,10 +246,32 @@ class Consumer(_Client):
         self.assignment: list[TopicPartition] = []
         self.rebalances = 0
         try:
+            if not isinstance(strategy, str):
+                self.strategy = self._register_strategy(strategy)
             self._join()
         except BaseException:
             self.close()
             raise
+
+    def _register_strategy(self, strategy: Strategy) -> str:
+        """Register a strategy function with the in-process broker; return its name."""
+        if not callable(strategy):
+            raise TypeError(f"strategy must be a name or a function, got {type(strategy).__name__}")
+        # Imported here because the package imports this module, and
+        # `python -m msgpass.broker.server` must not find the server module imported.
+        from .server import find_in_process
+
+        address = self._conn.peer_address
+        server = None if address is None else find_in_process(address)
+        if server is None:
+            where = "unknown" if address is None else f"{address[0]}:{address[1]}"
+            raise ValueError(
+                f"strategy {strategy_name(strategy)!r} is a Python function, and the broker at "
+                f"{where} does not run in this process, so it cannot call it. Pass the name "
+                f"of a strategy registered on the broker instead, or start the broker in this "
+                f"process with BrokerServer"
+            )
+        return server.register_strategy(strategy)
 
     def _join(self) -> None:
         reply, _ = self.request(

@@ -32,14 +32,14 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from ..errors import RemoteError
 from .delivery import PartitionDelivery
-from .groups import ConsumerGroup, TopicPartition
+from .groups import STRATEGIES, ConsumerGroup, Strategy, TopicPartition
 from .partition_log import DEFAULT_SEGMENT_BYTES, Durability, NewRecord, PartitionLog
 from .records import Record, decode_records
 from .segments import fsync_directory, write_file_atomically
@@ -108,6 +108,8 @@ class Broker:
     ``data_dir`` is required for ``Durability.FSYNC`` and must be None for
     ``Durability.MEMORY``. Opening a data directory that holds an earlier
     broker's files recovers its topics, records and committed offsets.
+    ``strategies`` adds named assignment strategies to the built-in
+    ``"range"`` and ``"round_robin"``, for this broker only.
     """
 
     def __init__(
@@ -120,6 +122,7 @@ class Broker:
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         retention_bytes: int | None = None,
         retention_age_s: float | None = None,
+        strategies: Mapping[str, Strategy] | None = None,
     ) -> None:
         self.durability = Durability(durability)
         self.data_dir = None if data_dir is None else Path(data_dir)
@@ -135,6 +138,9 @@ class Broker:
         self.segment_bytes = segment_bytes
         self.retention_bytes = retention_bytes
         self.retention_age_s = retention_age_s
+        self.strategies: dict[str, Strategy] = dict(STRATEGIES)
+        for name, strategy in (strategies or {}).items():
+            self.add_strategy(name, strategy)
         self._condition = threading.Condition()
         self._closed = False
         self._topics: dict[str, list[PartitionLog]] = {}
@@ -303,22 +309,51 @@ class Broker:
 
     # -- consumer groups -------------------------------------------------
 
+    def add_strategy(self, name: str, strategy: Strategy) -> None:
+        """Make ``strategy`` available to this broker's groups as ``name``.
+
+        Raises ``ValueError`` when ``name`` is taken by another strategy, and
+        ``TypeError`` when ``strategy`` is not callable.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a strategy name must be a non-empty str, got {name!r}")
+        if not callable(strategy):
+            raise TypeError(f"strategy {name!r} must be callable, got {type(strategy).__name__}")
+        existing = self.strategies.get(name)
+        if existing is not None and existing is not strategy:
+            raise ValueError(f"strategy name {name!r} is already used by {existing!r}")
+        self.strategies[name] = strategy
+
     def join(
         self,
         group: str,
         topics: Sequence[str],
         *,
         session_timeout_s: float = 10.0,
-        strategy: str = "range",
+        strategy: str | Strategy = "range",
     ) -> tuple[str, int, list[TopicPartition]]:
-        """Add a member to ``group`` and return (member_id, generation, its partitions)."""
+        """Add a member to ``group`` and return (member_id, generation, its partitions).
+
+        ``strategy`` is a name in ``strategies`` or an assignment function,
+        and is used only when this member creates the group. Raises
+        ``RemoteError`` with code ``"unknown_strategy"`` for an unknown name
+        and ``"invalid_assignment"`` when the strategy's result is invalid.
+        """
         _check_name("group", group)
+        if isinstance(strategy, str) and strategy not in self.strategies:
+            raise RemoteError(
+                f"unknown assignment strategy {strategy!r}; this broker has "
+                f"{sorted(self.strategies)}",
+                code="unknown_strategy",
+            )
         with self._condition:
             for topic in topics:
                 self._logs(topic)
             state = self._groups.get(group)
             if state is None or not state.members:
-                state = ConsumerGroup(group, self.partition_count, strategy=strategy)
+                state = ConsumerGroup(
+                    group, self.partition_count, strategy=strategy, strategies=self.strategies
+                )
                 self._groups[group] = state
             member_id = self._changing(
                 state, lambda: state.join(topics, session_timeout_s, time.monotonic())
@@ -508,32 +543,52 @@ class Broker:
         """Acknowledge (topic, partition, offset) triples; return the committed offsets touched.
 
         The committed offsets are persisted (and fsynced in FSYNC mode) before
-        this returns. Raises ``ValueError`` for an offset never delivered.
+        this returns. Raises ``RemoteError`` for an unknown topic or partition
+        before acknowledging anything. Raises ``ValueError`` for an offset
+        never delivered; the acks before it in ``acks`` stay acknowledged
+        and persisted.
         """
         with self._condition:
-            # Acks usually come in long runs of one partition, so look its state up once.
-            deliveries: dict[tuple[str, int], PartitionDelivery] = {}
+            deliveries = self._deliveries_of(group, acks)
             changed = False
-            for topic, partition, offset in acks:
-                delivery = deliveries.get((topic, partition))
-                if delivery is None:
-                    delivery = self._delivery(group, TopicPartition(topic, partition))
-                    deliveries[(topic, partition)] = delivery
-                changed |= delivery.ack(offset)
-            if changed:
-                self._persist_committed(group)
+            try:
+                for topic, partition, offset in acks:
+                    changed |= deliveries[(topic, partition)].ack(offset)
+            finally:
+                if changed:
+                    self._persist_committed(group)
             return {TopicPartition(t, p): d.committed for (t, p), d in deliveries.items()}
 
     def nack(self, group: str, nacks: Sequence[tuple[str, int, int]]) -> None:
-        """Return delivered records for redelivery now, or to the dead-letter topic if spent."""
+        """Return delivered records for redelivery now, or to the dead-letter topic if spent.
+
+        Raises ``RemoteError`` for an unknown topic or partition before
+        returning any record.
+        """
         with self._condition:
+            deliveries = self._deliveries_of(group, nacks)
             for topic, partition, offset in nacks:
-                tp = TopicPartition(topic, partition)
-                delivery = self._delivery(group, tp)
+                delivery = deliveries[(topic, partition)]
                 dead = delivery.nack(offset)
                 if dead:
-                    self._dead_letter(group, tp, dead, delivery)
+                    self._dead_letter(group, TopicPartition(topic, partition), dead, delivery)
             self._condition.notify_all()
+
+    def _deliveries_of(
+        self, group: str, items: Sequence[tuple[str, int, int]]
+    ) -> dict[tuple[str, int], PartitionDelivery]:
+        """Look up the delivery state of every partition in ``items`` once, before any change.
+
+        Acks usually come in long runs of one partition, so each state is
+        looked up once. An unknown topic or partition raises here, so a
+        request that names one changes nothing.
+        """
+        deliveries: dict[tuple[str, int], PartitionDelivery] = {}
+        for topic, partition, _ in items:
+            if (topic, partition) not in deliveries:
+                tp = TopicPartition(topic, partition)
+                deliveries[(topic, partition)] = self._delivery(group, tp)
+        return deliveries
 
     def committed(self, group: str, topic: str, partition: int) -> int | None:
         """Return the group's committed offset of a partition, or None if it never committed."""

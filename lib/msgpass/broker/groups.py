@@ -16,6 +16,15 @@ without a broker:
   dealt to the members like cards. Every member ends up with the same number
   of partitions, give or take one.
 
+``ConsumerGroup`` takes a strategy by name (a key of ``STRATEGIES``) or as
+any function ``assign(members, partitions) -> {member: [partitions]}``. The
+group checks every result before it uses it: each partition must go to
+exactly one member, and only to members of the group. A member missing from
+the result gets no partitions. A result that breaks these rules, or a
+strategy that raises, fails the membership change with ``RemoteError`` code
+``"invalid_assignment"``, and the group keeps its previous members and
+assignment.
+
 ``ConsumerGroup`` tracks the members. Each member proves it is alive by
 calling the broker (every fetch counts as a heartbeat). A member silent for
 longer than its session timeout is removed. Any join, leave or removal starts
@@ -34,8 +43,9 @@ from __future__ import annotations
 import itertools
 import logging
 import uuid
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import NamedTuple
 
 from ..errors import RemoteError
@@ -45,7 +55,9 @@ __all__ = [
     "Assignment",
     "assign_range",
     "assign_round_robin",
+    "Strategy",
     "STRATEGIES",
+    "strategy_name",
     "Member",
     "ConsumerGroup",
 ]
@@ -99,10 +111,19 @@ def assign_round_robin(members: Sequence[str], partitions: Sequence[TopicPartiti
 
 Strategy = Callable[[Sequence[str], Sequence[TopicPartition]], Assignment]
 
-STRATEGIES: dict[str, Strategy] = {
-    "range": assign_range,
-    "round_robin": assign_round_robin,
-}
+STRATEGIES: Mapping[str, Strategy] = MappingProxyType(
+    {
+        "range": assign_range,
+        "round_robin": assign_round_robin,
+    }
+)
+
+
+def strategy_name(strategy: str | Strategy) -> str:
+    """Return the name a strategy is shown under: its key, or a function's ``__name__``."""
+    if isinstance(strategy, str):
+        return strategy
+    return str(getattr(strategy, "__name__", repr(strategy)))
 
 
 @dataclass
@@ -119,19 +140,35 @@ class ConsumerGroup:
     """The members, generation and assignment of one consumer group.
 
     ``partition_count(topic)`` returns how many partitions a topic has, so
-    the group can list the partitions to assign. Times are ``time.monotonic()``
+    the group can list the partitions to assign. ``strategy`` is a name in
+    ``strategies`` or a function with the signature of ``assign_range``.
+    Raises ``ValueError`` for an unknown name. Times are ``time.monotonic()``
     seconds passed in by the caller, which keeps this class free of clocks.
     """
 
     def __init__(
-        self, name: str, partition_count: Callable[[str], int], *, strategy: str = "range"
+        self,
+        name: str,
+        partition_count: Callable[[str], int],
+        *,
+        strategy: str | Strategy = "range",
+        strategies: Mapping[str, Strategy] = STRATEGIES,
     ) -> None:
-        if strategy not in STRATEGIES:
-            raise ValueError(
-                f"unknown assignment strategy {strategy!r}; use one of {sorted(STRATEGIES)}"
+        if isinstance(strategy, str):
+            if strategy not in strategies:
+                raise ValueError(
+                    f"unknown assignment strategy {strategy!r}; use one of {sorted(strategies)} "
+                    f"or pass a function assign(members, partitions)"
+                )
+            self._assign = strategies[strategy]
+        elif callable(strategy):
+            self._assign = strategy
+        else:
+            raise TypeError(
+                f"strategy must be a strategy name or a function, got {type(strategy).__name__}"
             )
         self.name = name
-        self.strategy = strategy
+        self.strategy = strategy_name(strategy)
         self.generation = 0
         self.members: dict[str, Member] = {}
         self.assignment: Assignment = {}
@@ -142,16 +179,16 @@ class ConsumerGroup:
         # Random ids, so that a client holding an id from before a broker restart
         # cannot be mistaken for a member that joined after it.
         member_id = f"{self.name}-{uuid.uuid4().hex[:12]}"
-        self.members[member_id] = Member(member_id, tuple(sorted(topics)), session_timeout_s, now_s)
+        member = Member(member_id, tuple(sorted(topics)), session_timeout_s, now_s)
+        self._rebalance({**self.members, member_id: member})
         log.info("group %s: %s joined for %s", self.name, member_id, sorted(topics))
-        self._rebalance()
         return member_id
 
     def leave(self, member_id: str) -> None:
         """Remove a member that is closing. Unknown ids are ignored (it may have expired)."""
-        if self.members.pop(member_id, None) is not None:
+        if member_id in self.members:
+            self._rebalance({m: v for m, v in self.members.items() if m != member_id})
             log.info("group %s: %s left", self.name, member_id)
-            self._rebalance()
 
     def heartbeat(self, member_id: str, now_s: float) -> Member:
         """Record that ``member_id`` is alive and return it.
@@ -176,13 +213,10 @@ class ConsumerGroup:
             for member in self.members.values()
             if now_s - member.last_seen_s > member.session_timeout_s
         ]
-        for member_id in expired:
-            log.warning(
-                "group %s: %s missed its session timeout; removing it", self.name, member_id
-            )
-            del self.members[member_id]
         if expired:
-            self._rebalance()
+            self._rebalance({m: v for m, v in self.members.items() if m not in expired})
+        for member_id in expired:
+            log.warning("group %s: %s missed its session timeout; removed it", self.name, member_id)
         return expired
 
     def owner_of(self, tp: TopicPartition) -> str | None:
@@ -194,12 +228,17 @@ class ConsumerGroup:
 
     def refresh(self) -> None:
         """Recompute the assignment, for example after a topic got more partitions."""
-        self._rebalance()
+        self._rebalance(dict(self.members))
 
-    def _rebalance(self) -> None:
+    def _rebalance(self, members: dict[str, Member]) -> None:
+        """Make ``members`` the group's members, with a new generation and assignment.
+
+        The assignment is computed and checked first, so when the strategy
+        fails, the group keeps its members, generation and assignment.
+        """
         # Members that subscribe to the same topics share those topics' partitions.
         subscribers: dict[str, list[str]] = {}
-        for member in self.members.values():
+        for member in members.values():
             for topic in member.topics:
                 subscribers.setdefault(topic, []).append(member.member_id)
         by_member_set: dict[tuple[str, ...], list[TopicPartition]] = {}
@@ -207,16 +246,62 @@ class ConsumerGroup:
             key = tuple(sorted(member_ids))
             partitions = [TopicPartition(topic, p) for p in range(self._partition_count(topic))]
             by_member_set.setdefault(key, []).extend(partitions)
-        assignment: Assignment = {member_id: [] for member_id in self.members}
+        assignment: Assignment = {member_id: [] for member_id in members}
         for member_set, topic_partitions in by_member_set.items():
-            shares = STRATEGIES[self.strategy](member_set, topic_partitions)
+            shares = self._checked_shares(member_set, topic_partitions)
             for member_id, share in shares.items():
                 assignment[member_id].extend(share)
+        self.members = members
         self.generation += 1
         self.assignment = {member: sorted(tps) for member, tps in assignment.items()}
         log.info(
             "group %s: generation %d, assignment %s", self.name, self.generation, self.assignment
         )
+
+    def _checked_shares(
+        self, members: Sequence[str], partitions: Sequence[TopicPartition]
+    ) -> Assignment:
+        """Run the strategy and check its result; raise ``RemoteError`` naming a violation."""
+        try:
+            result = self._assign(list(members), list(partitions))
+        except Exception as error:
+            raise _invalid(self, f"raised {error!r}") from error
+        if not isinstance(result, Mapping):
+            raise _invalid(self, f"returned {type(result).__name__}, not a dict")
+
+        unknown = sorted(map(repr, set(result) - set(members)))
+        if unknown:
+            raise _invalid(
+                self,
+                f"assigned partitions to {', '.join(unknown)}, "
+                f"which are not members {list(members)}",
+            )
+
+        owners: dict[TopicPartition, str] = {}
+        shares: Assignment = {}
+        for member_id, share in result.items():
+            if isinstance(share, (str, bytes)) or not isinstance(share, Iterable):
+                raise _invalid(self, f"gave {member_id!r} {share!r}, not a list of partitions")
+            shares[member_id] = []
+            for item in share:
+                try:
+                    tp = TopicPartition(*item)
+                except TypeError as error:
+                    raise _invalid(self, f"gave {member_id!r} {item!r}, not a partition") from error
+                if tp in owners:
+                    owner = owners[tp]
+                    both = f"{owner!r} twice" if owner == member_id else f"both {owner!r} and"
+                    raise _invalid(self, f"gave {tp.topic}/{tp.partition} to {both} {member_id!r}")
+                owners[tp] = member_id
+                shares[member_id].append(tp)
+
+        extra = sorted(set(owners) - set(partitions), key=str)
+        if extra:
+            raise _invalid(self, f"assigned partitions it was not given: {extra}")
+        missing = sorted(set(partitions) - set(owners), key=str)
+        if missing:
+            raise _invalid(self, f"left partitions without a member: {missing}")
+        return shares
 
     def describe(self) -> Mapping[str, object]:
         """The group's state as plain data, for display in a notebook."""
@@ -235,3 +320,11 @@ class ConsumerGroup:
             f"<ConsumerGroup {self.name!r} generation {self.generation}, "
             f"{len(self.members)} members, {self.strategy}>"
         )
+
+
+def _invalid(group: ConsumerGroup, violation: str) -> RemoteError:
+    return RemoteError(
+        f"assignment strategy {group.strategy!r} of group {group.name!r} {violation}; "
+        f"each partition must go to exactly one member of the group",
+        code="invalid_assignment",
+    )

@@ -178,22 +178,39 @@ def decode_runs(
     position = 0
     for run in runs:
         if type(run) is not list or len(run) != 5:
-            raise ProtocolError(f"invalid record run {run!r}")
+            raise ProtocolError(f"invalid record run {run!r}: expected a list of 5 fields")
         topic, partition, first_offset, byte_length, deliveries = run
-        end = position + int(byte_length)
-        if end > len(payload) or not isinstance(deliveries, list):
+        # type() rather than isinstance(), because a JSON true would pass as the int 1.
+        if (
+            not isinstance(topic, str)
+            or any(type(n) is not int or n < 0 for n in (partition, first_offset, byte_length))
+            or type(deliveries) is not list
+            or any(type(count) is not int for count in deliveries)
+        ):
             raise ProtocolError(
-                f"record run {run[:4]!r} does not fit the {len(payload)}-byte payload"
+                f"invalid record run {run[:4]!r}: expected [topic, partition, first_offset, "
+                f"byte_length, deliveries] with non-negative ints and a list of ints"
+            )
+        end = position + byte_length
+        if end > len(payload):
+            raise ProtocolError(
+                f"record run {run[:4]!r} needs bytes {position}..{end} but the payload has "
+                f"{len(payload)}"
             )
         fields, _, _, problem = decode_record_fields(
-            payload[position:end], first_offset=int(first_offset)
+            payload[position:end], first_offset=first_offset
         )
-        if problem is not None or len(fields) != len(deliveries):
+        if problem is not None:
             raise ProtocolError(
-                f"{topic}/{partition}: damaged record run from offset {first_offset}: "
-                f"{problem or f'{len(fields)} records, {len(deliveries)} delivery counts'}"
+                f"{topic}/{partition}: damaged record at offset {first_offset + len(fields)} "
+                f"in the run from offset {first_offset}: {problem}"
             )
-        decoded.append((str(topic), int(partition), deliveries, fields))
+        if len(fields) != len(deliveries):
+            raise ProtocolError(
+                f"{topic}/{partition}: the run from offset {first_offset} has {len(fields)} "
+                f"records but {len(deliveries)} delivery counts"
+            )
+        decoded.append((topic, partition, deliveries, fields))
         position = end
     if position != len(payload):
         raise ProtocolError(f"record runs cover {position} of the {len(payload)}-byte payload")

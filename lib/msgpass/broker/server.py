@@ -17,10 +17,21 @@ leave          group, member_id -> (nothing)
 fetch          group, member_id, generation, max_records, wait_s ->
                generation, assignment, runs; payload
 ack, nack      group, acks ([topic, partition, offset] each) and/or ranges
-               ([topic, partition, first, end], end excluded) -> committed
+               ([topic, partition, first, end], end excluded, at most
+               MAX_ACK_RANGE offsets in all) -> committed
 committed      group, topic, partition -> committed (or null)
 metadata       (nothing) -> topics ({name: [[start, end], ...]})
 =============  ===============================================================
+
+Assignment strategies travel by name: a join request's ``"strategy"`` is a
+key of the broker's table, the built-in ``"range"`` and ``"round_robin"``
+plus any function given to ``BrokerServer(strategies=...)``. A Python
+function cannot cross the wire, so a consumer that passes a function as its
+strategy needs a ``BrokerServer`` started in its own process. The consumer
+finds that server with ``find_in_process``, adds the function to the
+server's table with ``register_strategy`` and sends the name it got. A
+broker in another process, such as ``python -m msgpass.broker.server``,
+accepts only the names in its own table.
 
 Run it as a process, for example in a crash test::
 
@@ -37,23 +48,31 @@ import logging
 import signal
 import sys
 import threading
+import weakref
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import MessagingError, ProtocolError, RemoteError
 from ..tcp_threaded import ThreadedServer
 from .core import DEFAULT_ACK_TIMEOUT_S, DEFAULT_MAX_DELIVERIES, Broker
+from .groups import Strategy, strategy_name
 from .partition_log import DEFAULT_SEGMENT_BYTES, Durability, NewRecord
 from .protocol import decode_message, encode_message, error_reply, pack_runs, unpack_records
 
-__all__ = ["BrokerServer", "main"]
+__all__ = ["BrokerServer", "MAX_ACK_RANGE", "find_in_process", "main"]
 
 log = logging.getLogger(__name__)
 
-# The maximum number of offsets in one ack or nack range. A range expands to
-# one offset per record, so a huge one would cost memory before any check.
+# The maximum number of offsets that the ranges of one ack or nack request may
+# cover together. A range expands to one offset per record, so a huge one
+# would cost memory before any check.
 MAX_ACK_RANGE = 1_000_000
+_WILDCARD_HOSTS = {"", "0.0.0.0", "::"}
+
+# Servers started in this process and not yet stopped, for find_in_process.
+_RUNNING: weakref.WeakSet[BrokerServer] = weakref.WeakSet()
 
 
 class BrokerServer:
@@ -64,7 +83,9 @@ class BrokerServer:
     ``durability="memory"`` needs ``data_dir=None`` and loses everything
     when the process stops. ``ack_timeout_s`` is how long a consumer has to
     acknowledge a delivery before it is redelivered, and ``max_deliveries``
-    how many deliveries a record gets before it goes to ``<topic>.dlq``::
+    how many deliveries a record gets before it goes to ``<topic>.dlq``.
+    ``strategies`` names extra assignment strategies that consumers can ask
+    for by name::
 
         with BrokerServer(tmp_path) as server:
             producer = Producer("127.0.0.1", server.port)
@@ -82,6 +103,7 @@ class BrokerServer:
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         retention_bytes: int | None = None,
         retention_age_s: float | None = None,
+        strategies: Mapping[str, Strategy] | None = None,
     ) -> None:
         self.broker = Broker(
             data_dir,
@@ -91,6 +113,7 @@ class BrokerServer:
             segment_bytes=segment_bytes,
             retention_bytes=retention_bytes,
             retention_age_s=retention_age_s,
+            strategies=strategies,
         )
         self._server = ThreadedServer(self.handle, host, port, nodelay=True, name="msgpass-broker")
         self.requests_failed = 0
@@ -108,12 +131,25 @@ class BrokerServer:
     def start(self) -> BrokerServer:
         """Start serving in background threads and return the server."""
         self._server.start()
+        _RUNNING.add(self)
         return self
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Wake waiting fetches, close every connection, join every thread, close the files."""
+        _RUNNING.discard(self)
         self.broker.close()
         self._server.stop(timeout_s)
+
+    def register_strategy(self, strategy: Strategy) -> str:
+        """Add an assignment function to this server's strategies; return its name.
+
+        The name is the function's ``__name__`` and its ``id``, so registering
+        the same function again returns the same name. The function stays
+        registered until the server is garbage-collected.
+        """
+        name = f"{strategy_name(strategy)}-{id(strategy):x}"
+        self.broker.add_strategy(name, strategy)
+        return name
 
     def __enter__(self) -> BrokerServer:
         return self.start()
@@ -158,6 +194,22 @@ class BrokerServer:
         return f"<BrokerServer on 127.0.0.1:{self.port}, {self.broker!r}>"
 
 
+def find_in_process(address: tuple[str, int]) -> BrokerServer | None:
+    """Return the running ``BrokerServer`` of this process that listens on ``address``.
+
+    ``address`` is the (ip, port) a client connected to, as
+    ``FramedConnection.peer_address`` gives it. A server listening on every
+    interface (``0.0.0.0`` or ``::``) matches any ip with its port.
+    Returns None when no server of this process listens there.
+    """
+    ip, port = address[0], address[1]
+    for server in list(_RUNNING):
+        host, server_port = server.address[0], server.address[1]
+        if server_port == port and (host == ip or host in _WILDCARD_HOSTS):
+            return server
+    return None
+
+
 # -- one function per operation ----------------------------------------------
 
 Reply = tuple[dict[str, Any], bytes]
@@ -179,15 +231,19 @@ def _produce(broker: Broker, header: dict[str, Any], payload: bytes) -> Reply:
             NewRecord(value, key, {str(k): str(v) for k, v in extra.items()})
             for (key, value), extra in zip(items, headers, strict=True)
         ]
-    results = broker.produce(header["topic"], records, header.get("partition"))
+    partition = None if header.get("partition") is None else _required_int(header, "partition")
+    results = broker.produce(header["topic"], records, partition)
     return {"results": [list(pair) for pair in results]}, b""
 
 
 def _read(broker: Broker, header: dict[str, Any], payload: bytes) -> Reply:
     topic = header["topic"]
-    partition = header["partition"]
+    partition = _required_int(header, "partition")
     first, count, data = broker.read_bytes(
-        topic, partition, header["offset"], header.get("max_records", 500)
+        topic,
+        partition,
+        _required_int(header, "offset"),
+        _field(header, "max_records", int, 500),
     )
     runs, reply_payload = pack_runs([(topic, partition, first, data, [0] * count)])
     return {"runs": runs}, reply_payload
@@ -198,7 +254,7 @@ def _join(broker: Broker, header: dict[str, Any], payload: bytes) -> Reply:
         header["group"],
         header["topics"],
         session_timeout_s=float(header.get("session_timeout_s", 10.0)),
-        strategy=header.get("strategy", "range"),
+        strategy=_field(header, "strategy", str, "range"),
     )
     return {
         "member_id": member_id,
@@ -217,7 +273,7 @@ def _fetch(broker: Broker, header: dict[str, Any], payload: bytes) -> Reply:
         header["group"],
         header["member_id"],
         header["generation"],
-        max_records=header.get("max_records", 500),
+        max_records=_field(header, "max_records", int, 500),
         wait_s=float(header.get("wait_s", 0.0)),
     )
     runs, reply_payload = pack_runs(
@@ -238,13 +294,65 @@ def _acked_offsets(header: dict[str, Any]) -> list[tuple[str, int, int]]:
     A request lists single offsets in ``"acks"`` and runs of offsets in
     ``"ranges"`` as ``[topic, partition, first, end]`` with ``end``
     excluded. A consumer acking a whole fetch sends one range per partition.
+    Raises ``RemoteError`` with code ``"ack_range_too_long"`` when the ranges
+    together cover more than ``MAX_ACK_RANGE`` offsets, and ``ProtocolError``
+    for an item of the wrong shape.
     """
-    acks = [(str(t), int(p), int(o)) for t, p, o in header.get("acks", [])]
-    for topic, partition, first, end in header.get("ranges", []):
-        if int(end) - int(first) > MAX_ACK_RANGE:
-            raise ProtocolError(f"ack range {first}..{end} is longer than {MAX_ACK_RANGE}")
-        acks.extend((str(topic), int(partition), o) for o in range(int(first), int(end)))
+    acks: list[tuple[str, int, int]] = []
+    for item in _field(header, "acks", list, []):
+        topic, partition, offset = _ack_item(item, ("topic", "partition", "offset"))
+        acks.append((topic, partition, offset))
+    covered = 0
+    for item in _field(header, "ranges", list, []):
+        topic, partition, first, end = _ack_item(item, ("topic", "partition", "first", "end"))
+        if end < first:
+            raise ProtocolError(f"ack range {item!r} ends before it starts")
+        covered += end - first
+        if covered > MAX_ACK_RANGE:
+            raise RemoteError(
+                f"ack ranges cover more than MAX_ACK_RANGE={MAX_ACK_RANGE} offsets "
+                f"(reached at {item!r}); split the acknowledgements into several requests",
+                code="ack_range_too_long",
+            )
+        acks.extend((topic, partition, offset) for offset in range(first, end))
     return acks
+
+
+def _ack_item(item: Any, names: tuple[str, ...]) -> tuple[Any, ...]:
+    """Check an ``"acks"`` or ``"ranges"`` item: a topic name, then non-negative ints."""
+    if type(item) is not list or len(item) != len(names):
+        raise ProtocolError(f"an ack item must be a list [{', '.join(names)}], got {item!r}")
+    topic, *numbers = item
+    if not isinstance(topic, str):
+        raise ProtocolError(f"the topic of ack item {item!r} must be a string")
+    for name, number in zip(names[1:], numbers, strict=True):
+        if type(number) is not int or number < 0:
+            raise ProtocolError(f"the {name} of ack item {item!r} must be a non-negative int")
+    return (topic, *numbers)
+
+
+def _required_int(header: dict[str, Any], name: str) -> int:
+    """Return ``header[name]``; raise ``ProtocolError`` unless it is present and an int."""
+    if name not in header:
+        raise ProtocolError(f"missing field {name!r}")
+    return _field(header, name, int, 0)
+
+
+_T = TypeVar("_T")
+
+
+def _field(header: dict[str, Any], name: str, kind: type[_T], default: _T) -> _T:
+    """Return ``header[name]``, or ``default`` when it is absent or null; check its type.
+
+    ``bool`` is a subclass of ``int`` in Python, so a JSON ``true`` is rejected
+    where an int is expected.
+    """
+    value = header.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ProtocolError(f"field {name!r} must be {kind.__name__}, got {value!r}")
+    return value
 
 
 def _ack(broker: Broker, header: dict[str, Any], payload: bytes) -> Reply:
