@@ -16,7 +16,9 @@ points a client at ``relay.port`` instead of the server's port, then searches
 
 One thread serves every connection with a selector. It waits in the selector
 with no timeout, and ``stop()`` wakes it through a socket pair, closes every
-socket and joins the thread.
+socket and joins the thread. A reset or any other error on one connection
+closes that connection only. An error the relay did not expect is also logged
+with the connection number, and the thread goes on serving the others.
 
 Left out on purpose: changing, dropping or injecting bytes (an active
 attacker), and IPv6.
@@ -66,7 +68,8 @@ class _Pipe:
 
     def close(self) -> None:
         for sock in self.peer:
-            sock.close()
+            with contextlib.suppress(OSError):
+                sock.close()
 
 
 class Relay:
@@ -184,6 +187,15 @@ class Relay:
     # -- the forwarding thread -------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        except Exception:
+            # Only a failure of the selector itself gets here, because _serve handles the errors
+            # of each connection. This log line explains why later connections hang.
+            log.exception("%s: forwarding thread failed, so nothing more is forwarded", self.name)
+            raise
+
+    def _serve(self) -> None:
         with selectors.DefaultSelector() as selector:
             selector.register(self._listener, selectors.EVENT_READ)
             selector.register(self._wake_reader, selectors.EVENT_READ)
@@ -193,10 +205,36 @@ class Relay:
                     if sock is self._wake_reader:
                         return
                     if sock is self._listener:
-                        self._accept(selector)
-                    else:
-                        assert isinstance(sock, socket.socket)
-                        self._forward(selector, sock)
+                        self._accept_logging_errors(selector)
+                        continue
+                    assert isinstance(sock, socket.socket)
+                    # One select() can report both sockets of a connection. If handling the
+                    # first one closed the connection, the second is no longer in _pipes.
+                    pipe = self._pipes.get(sock)
+                    if pipe is None:
+                        continue
+                    self._forward_logging_errors(selector, sock, pipe)
+
+    def _accept_logging_errors(self, selector: selectors.BaseSelector) -> None:
+        try:
+            self._accept(selector)
+        except Exception:
+            log.exception("%s: accepting a connection failed unexpectedly", self.name)
+
+    def _forward_logging_errors(
+        self, selector: selectors.BaseSelector, sock: socket.socket, pipe: _Pipe
+    ) -> None:
+        """Forward one read, and close only this connection if that fails unexpectedly."""
+        try:
+            self._forward(selector, sock, pipe)
+        except Exception:
+            log.exception(
+                "%s: connection %d failed unexpectedly while forwarding %s, so it is closed",
+                self.name,
+                pipe.number,
+                pipe.direction[sock],
+            )
+            self._close_pipe(selector, pipe)
 
     def _accept(self, selector: selectors.BaseSelector) -> None:
         try:
@@ -228,8 +266,7 @@ class Relay:
             selector.register(sock, selectors.EVENT_READ)
         log.debug("%s: connection %d opened", self.name, pipe.number)
 
-    def _forward(self, selector: selectors.BaseSelector, sock: socket.socket) -> None:
-        pipe = self._pipes[sock]
+    def _forward(self, selector: selectors.BaseSelector, sock: socket.socket, pipe: _Pipe) -> None:
         direction = pipe.direction[sock]
         try:
             data = sock.recv(CHUNK_BYTES)
