@@ -80,6 +80,42 @@ def test_client_context_settings(ca: tls.CertificateAuthority) -> None:
     assert len(context.get_ca_certs()) == 1
 
 
+def test_client_context_accepts_pem_str(ca: tls.CertificateAuthority) -> None:
+    context = tls.client_context(ca.cert_pem.decode("ascii"))
+    assert len(context.get_ca_certs()) == 1
+
+
+@pytest.mark.parametrize(
+    ("ca_cert_pem", "error_type", "message"),
+    [
+        (b"garbage", ValueError, "contains no PEM certificate"),
+        ("garbage", ValueError, "contains no PEM certificate"),
+        (b"", ValueError, "is empty"),
+        (b"\xff\xfe not text", ValueError, "byte 0 is 0xff, not ASCII"),
+        (
+            b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+            ValueError,
+            "contains an invalid PEM certificate",
+        ),
+        (None, TypeError, "got NoneType"),
+        (42, TypeError, "got int"),
+    ],
+)
+def test_client_context_rejects_bad_ca(
+    ca_cert_pem: object, error_type: type[Exception], message: str
+) -> None:
+    with pytest.raises(error_type) as caught:
+        tls.client_context(ca_cert_pem)  # type: ignore[arg-type]
+    assert message in str(caught.value)
+    assert "CertificateAuthority.cert_pem" in str(caught.value)
+
+
+def test_client_context_hints_der(ca: tls.CertificateAuthority) -> None:
+    der = ssl.PEM_cert_to_DER_cert(ca.cert_pem.decode("ascii"))
+    with pytest.raises(ValueError, match="DER_cert_to_PEM_cert"):
+        tls.client_context(der)
+
+
 def test_round_trip_by_name(ca: tls.CertificateAuthority, echo_server: ThreadedServer) -> None:
     context = tls.client_context(ca.cert_pem)
     with tls.connect(port=echo_server.port, context=context, server_hostname="localhost") as conn:

@@ -67,6 +67,8 @@ log = logging.getLogger(__name__)
 MINIMUM_TLS_VERSION = ssl.TLSVersion.TLSv1_2  # RFC 8996 deprecates TLS 1.0 and 1.1
 CERTIFICATE_VALID_DAYS = 1  # run-time certificates only live as long as a lab
 CLOCK_SKEW_S = 300  # certificates start this much in the past, for clocks that differ
+_PEM_CERTIFICATE_LINE = "-----BEGIN CERTIFICATE-----"
+_CA_PEM_HINT = "Pass PEM-encoded certificate bytes such as CertificateAuthority.cert_pem"
 
 
 # -- certificates --------------------------------------------------------
@@ -245,16 +247,56 @@ def self_signed_certificate(names: Sequence[str] = ("localhost", "127.0.0.1")) -
 # -- contexts -------------------------------------------------------------
 
 
-def client_context(ca_cert_pem: bytes) -> ssl.SSLContext:
+def client_context(ca_cert_pem: bytes | str) -> ssl.SSLContext:
     """Return a client context that trusts only the CA ``ca_cert_pem`` and checks host names.
 
     Certificate verification is required, the host name must match a SAN
-    entry, and TLS 1.2 is the oldest version offered.
+    entry, and TLS 1.2 is the oldest version offered. ``ca_cert_pem`` is one
+    or more PEM-encoded certificates, as bytes (such as
+    ``CertificateAuthority.cert_pem``) or as a str (such as a ``.pem`` file
+    read as text). Anything else raises ``TypeError``, and data without a
+    valid PEM certificate raises ``ValueError``.
     """
+    cadata = _ca_pem_text(ca_cert_pem)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname on
     context.minimum_version = MINIMUM_TLS_VERSION
-    context.load_verify_locations(cadata=ca_cert_pem.decode("ascii"))
+    try:
+        context.load_verify_locations(cadata=cadata)
+    except ssl.SSLError as error:
+        raise ValueError(
+            f"ca_cert_pem contains an invalid PEM certificate ({error}). {_CA_PEM_HINT}"
+        ) from error
     return context
+
+
+def _ca_pem_text(ca_cert_pem: object) -> str:
+    """Return ``ca_cert_pem`` as PEM text, or raise an error that names what to pass instead."""
+    if isinstance(ca_cert_pem, (bytes, bytearray)):
+        try:
+            text = bytes(ca_cert_pem).decode("ascii")
+        except UnicodeDecodeError as error:
+            # Such bytes are often a certificate in DER, the binary encoding, so the message
+            # names the function that converts DER to PEM.
+            raise ValueError(
+                f"ca_cert_pem is not PEM text, because byte {error.start} is "
+                f"{ca_cert_pem[error.start]:#04x}, not ASCII. {_CA_PEM_HINT}, or convert a DER "
+                f"certificate with ssl.DER_cert_to_PEM_cert"
+            ) from None
+    elif isinstance(ca_cert_pem, str):
+        text = ca_cert_pem
+    else:
+        raise TypeError(
+            f"ca_cert_pem must be PEM-encoded certificate bytes or str, such as "
+            f"CertificateAuthority.cert_pem, got {type(ca_cert_pem).__name__}"
+        )
+    if not text:
+        raise ValueError(f"ca_cert_pem is empty. {_CA_PEM_HINT}")
+    if _PEM_CERTIFICATE_LINE not in text:
+        raise ValueError(
+            f"ca_cert_pem contains no PEM certificate, because it has no "
+            f"{_PEM_CERTIFICATE_LINE} line. {_CA_PEM_HINT}"
+        )
+    return text
 
 
 def server_context(
