@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import selectors
 import subprocess
 import sys
@@ -432,3 +433,37 @@ def test_interleavings_keep_one_copy(tmp_path: Path, monkeypatch: pytest.MonkeyP
     SpoolMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=30,
                                               deadline=None)  # fmt: skip
     SpoolMachine.TestCase().runTest()
+
+
+# -- invalid roots --------------------------------------------------------
+
+
+def test_root_that_is_file(tmp_path: Path) -> None:
+    root = tmp_path / "spool.txt"
+    root.write_text("not a spool")
+    with pytest.raises(MessagingError) as caught:
+        Spool(root)
+    message = str(caught.value)
+    assert f"spool root {root} is a file, not a directory" in message
+    assert str(root / "tmp") not in message
+    assert root.read_text() == "not a spool"
+
+
+def test_root_inside_file(tmp_path: Path) -> None:
+    file = tmp_path / "spool.txt"
+    file.write_text("not a spool")
+    with pytest.raises(MessagingError, match=re.escape(f"because {file} is a file, not")):
+        Spool(file / "inbox")
+
+
+def test_root_with_file_for_subdirectory(tmp_path: Path) -> None:
+    (tmp_path / "new").write_text("in the way")
+    with pytest.raises(MessagingError, match="contains a file named 'new'"):
+        Spool(tmp_path)
+
+
+def test_empty_root_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="empty path"):
+        Spool("")
+    assert list(tmp_path.iterdir()) == []

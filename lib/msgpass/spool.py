@@ -159,10 +159,15 @@ class Spool:
     ``done/`` instead of deleting them.
 
     Raises ``MessagingError`` when the directories are not all on one file
-    system, because rename between them would not be atomic.
+    system, because rename between them would not be atomic, and when
+    ``root`` is a file or its directories cannot be created. An empty
+    ``root`` raises ``ValueError``.
     """
 
     def __init__(self, root: Path | str, *, durable: bool = True, keep_done: bool = False) -> None:
+        if os.fspath(root) == "":
+            # Path("") is the current directory, which would silently become the spool.
+            raise ValueError("spool root is an empty path; pass a directory path")
         self.root = Path(root)
         self.durable = durable
         self.keep_done = keep_done
@@ -170,8 +175,12 @@ class Spool:
         self.new_dir = self.root / "new"
         self.claimed_dir = self.root / "claimed"
         self.done_dir = self.root / "done"
+        if self.root.exists() and not self.root.is_dir():
+            raise MessagingError(
+                f"spool root {self.root} is a file, not a directory; pass a directory path"
+            )
         for directory in (self.tmp_dir, self.new_dir, self.claimed_dir, self.done_dir):
-            directory.mkdir(parents=True, exist_ok=True)
+            self._make_directory(directory)
             self._check_same_file_system(directory)
 
     def reader_dir(self, reader_id: str) -> Path:
@@ -269,6 +278,27 @@ class Spool:
                 f"rename {source} -> {target} failed: the two paths are on different file "
                 f"systems (EXDEV), where rename is not atomic; keep the whole spool on one "
                 f"file system"
+            ) from error
+
+    def _make_directory(self, directory: Path) -> None:
+        if directory.exists() and not directory.is_dir():
+            raise MessagingError(
+                f"spool root {self.root} contains a file named {directory.name!r} where the "
+                f"spool keeps a directory; remove that file or pass another directory path"
+            )
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except NotADirectoryError as error:
+            # mkdir reports the whole path it tried, but the cause is a file further up.
+            files = [path for path in self.root.parents if path.exists() and not path.is_dir()]
+            cause = f"{files[0]} is a file, not a directory" if files else error.strerror
+            raise MessagingError(
+                f"spool root {self.root} cannot be created, because {cause}; pass a directory path"
+            ) from error
+        except OSError as error:
+            raise MessagingError(
+                f"creating {directory} for spool root {self.root} failed: {error.strerror}; "
+                f"pass a directory path that can be created"
             ) from error
 
     def _check_same_file_system(self, directory: Path) -> None:
