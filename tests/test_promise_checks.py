@@ -22,9 +22,11 @@ from msgpass.exercises import (
     check_promise_then,
     check_retry,
     check_with_deadline,
+    timed_calls,
 )
 from msgpass.exercises.promise_checks import FULFILLED, PENDING, ManualScheduler, MiniPromise
 from msgpass.exercises.retry_checks import FakeTimers, FixedRandom
+from msgpass.exercises.timed_calls import TimedCheck, call_learner
 from msgpass.styles.promise import Promise
 
 
@@ -137,6 +139,62 @@ def test_retry_checker_rejects_real_sleep() -> None:
     with pytest.raises(ExerciseFailed) as failure:
         check_retry(ignores_sleep, quiet=True)
     assert "sleep" in str(failure.value)
+
+
+def test_retry_checker_reports_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A retry that never returns fails at the deadline, with the loop named in the report."""
+    monkeypatch.setattr(timed_calls, "CALL_DEADLINE_S", 0.1)
+    release = threading.Event()
+
+    def waits_forever(op: Any, **_options: Any) -> Any:
+        release.wait(10.0)  # stands in for an infinite loop, released below
+
+    try:
+        with pytest.raises(ExerciseFailed) as failure:
+            check_retry(waits_forever, quiet=True)
+    finally:
+        release.set()
+    report = str(failure.value)
+    assert "first success returns" in report
+    assert "did not return within 0.1 s (an infinite loop?)" in report
+    assert "hint:" in report
+
+
+def test_deadline_checker_reports_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(timed_calls, "CALL_DEADLINE_S", 0.1)
+    release = threading.Event()
+
+    def waits_for_input(promise: Promise[Any], timeout_s: float, call_later: Any) -> Any:
+        release.wait(10.0)
+
+    try:
+        with pytest.raises(ExerciseFailed) as failure:
+            check_with_deadline(waits_for_input, quiet=True)
+    finally:
+        release.set()
+    assert "did not return within 0.1 s" in str(failure.value)
+
+
+def test_call_learner_passes_results_and_errors() -> None:
+    assert call_learner(lambda a, *, b: a + b, 2, b=3, timeout_s=1.0) == 5
+    with pytest.raises(ValueError, match="boom"):
+        call_learner(lambda: int("boom"), timeout_s=1.0)
+
+
+def test_timed_check_reports_slow_sub_check() -> None:
+    release = threading.Event()
+    check = TimedCheck("timed-demo", deadline_s=0.1)
+    check.add("quick", lambda candidate, rng: None, hint="unused")
+    check.add("stuck", lambda candidate, rng: release.wait(10.0), hint="unused")
+    try:
+        with pytest.raises(ExerciseFailed) as failure:
+            check.run(object(), quiet=True)
+    finally:
+        release.set()
+    report = str(failure.value)
+    assert "check 'stuck' failed (1 of 2 checks passed before it)" in report
+    assert "the check 'stuck' to return within 0.1 s" in report
+    assert "an infinite loop?" in report
 
 
 def test_fake_timer_does_not_fire_after_cancel() -> None:

@@ -44,7 +44,8 @@ from ..broker import Admin, Consumer, Delivery, Producer, TopicPartition
 from ..broker.segments import write_file_atomically
 from ..broker.server import BrokerServer
 from ..errors import RemoteError
-from .checking import Check, CheckFailed, CheckReport, short_repr
+from .checking import CheckFailed, CheckReport, short_repr
+from .timed_calls import TimedCheck
 
 __all__ = [
     "ConsumerCrashed",
@@ -395,7 +396,7 @@ def check_idempotent_consumer(
     passes. Raises ``ExerciseFailed`` (an ``AssertionError``) naming the first
     failed check, what was expected, what happened, and a hint.
     """
-    check = Check(IDEMPOTENT_ID, seed=seed)
+    check = TimedCheck(IDEMPOTENT_ID, seed=seed)
     check.add("one transfer", check_one_transfer, hint="apply the transfer and save() the state")
     check.add(
         "same record twice",
@@ -629,7 +630,7 @@ def check_partition_assignment(
     passes. Raises ``ExerciseFailed`` (an ``AssertionError``) naming the first
     failed check, what was expected, what happened, and a hint.
     """
-    check = Check(ASSIGNMENT_ID, seed=seed)
+    check = TimedCheck(ASSIGNMENT_ID, seed=seed)
     check.add("two members, four partitions", check_small_case, hint="deal like cards")
     check.add(
         "every partition exactly once",

@@ -8,8 +8,10 @@ itself is never settled by the deadline, and an outcome that arrives after
 the deadline is handled rather than logged as an unhandled rejection.
 
 The checker passes ``fakes.FakeTimers`` as ``call_later`` and fires the
-timer itself, so no check waits for a real delay. ``retry_checks``
-re-exports ``check_with_deadline``.
+timer itself, so no check waits for a real delay. Calls of ``with_deadline``
+and of the timer function it passed go through ``timed_calls.call_learner``,
+so an answer that never returns fails within ``CALL_DEADLINE_S``.
+``retry_checks`` re-exports ``check_with_deadline``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..styles.promise import PENDING, Dispatcher, Promise
 from .checking import Check, CheckFailed, CheckReport, expect_equal, short_repr
 from .fakes import FakeTimer, FakeTimers
 from .promise_support import WAIT_S, capture_promise_logs, expect_no_unhandled
+from .timed_calls import call_learner
 
 __all__ = ["check_with_deadline"]
 
@@ -43,7 +46,15 @@ def _start(
 ) -> tuple[Promise[Any], Callable[[Any], None], Callable[[BaseException], None], Any, FakeTimer]:
     source, resolve, reject = Promise.with_resolvers(dispatcher=dispatcher)
     timers = FakeTimers()
-    result = with_deadline(source, timeout_s, timers)
+    result = call_learner(
+        with_deadline,
+        source,
+        timeout_s,
+        timers,
+        what="with_deadline(promise, timeout_s, call_later)",
+        hint="with_deadline() must return the new promise at once and never wait for the "
+        "input to settle inside it",
+    )
     if not isinstance(result, Promise) or result is source:
         raise CheckFailed(
             expected="with_deadline() to return a new Promise",
@@ -138,7 +149,11 @@ def _fast_outcome(with_deadline: Any, rng: random.Random, dispatcher: Dispatcher
 def _deadline_passes(with_deadline: Any, rng: random.Random, dispatcher: Dispatcher) -> None:
     for late in ("fulfil", "reject", "never"):
         source, resolve, reject, result, timer = _start(with_deadline, dispatcher, 0.5)
-        timer.fire()
+        call_learner(
+            timer.fire,
+            what="the function you passed to call_later, when the timer fires",
+            hint="the timer function should only reject the result, never wait",
+        )
         outcome = _settled_outcome(result, "the result to reject when the timer fires")
         if outcome[0] != "rejected" or not isinstance(outcome[1], MessagingTimeout):
             raise CheckFailed(

@@ -22,7 +22,8 @@ import threading
 import time
 from typing import Any
 
-from .checking import Check, CheckFailed, CheckReport, expect_equal, short_repr
+from .checking import CheckFailed, CheckReport, expect_equal, short_repr
+from .timed_calls import TimedCheck
 
 __all__ = [
     "ECHO_EXERCISE_ID",
@@ -347,7 +348,7 @@ def check_echo_handlers(
     Prints one line and returns a ``CheckReport`` when every check passes.
     Raises ``ExerciseFailed`` naming the first failed check, with a hint.
     """
-    check = Check(ECHO_EXERCISE_ID, seed=seed)
+    check = TimedCheck(ECHO_EXERCISE_ID, seed=seed)
     check.add(
         "one client",
         check_one_client,

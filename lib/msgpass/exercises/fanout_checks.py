@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from .. import models
-from .checking import Check, CheckFailed, CheckReport, short_repr
+from .checking import CheckFailed, CheckReport, short_repr
+from .timed_calls import TimedCheck
 
 __all__ = [
     "FANOUT_EXERCISE_ID",
@@ -161,7 +162,7 @@ def check_fanout_percentile(candidate: Any, *, seed: int = 0, quiet: bool = Fals
     passes. Raises ``ExerciseFailed`` naming the first failed check, what was
     expected, what happened and a hint.
     """
-    check = Check(FANOUT_EXERCISE_ID, seed=seed)
+    check = TimedCheck(FANOUT_EXERCISE_ID, seed=seed)
     check.add(
         "exact quantiles",
         check_exact_values,

@@ -26,7 +26,8 @@ from typing import Any
 
 from ..errors import IncompleteFrame, ProtocolError
 from ..framing import HEADER, encode_frame
-from .checking import Check, CheckFailed, CheckReport, expect_equal, short_repr
+from .checking import CheckFailed, CheckReport, expect_equal, short_repr
+from .timed_calls import TimedCheck
 
 __all__ = ["EXERCISE_ID", "check_frame_decoder"]
 
@@ -304,7 +305,7 @@ def check_frame_decoder(decoder_class: Any, *, seed: int = 0, quiet: bool = Fals
     passes. Raises ``ExerciseFailed`` (an ``AssertionError``) naming the
     first failed check, what was expected, what happened, and a hint.
     """
-    check = Check(EXERCISE_ID, seed=seed)
+    check = TimedCheck(EXERCISE_ID, seed=seed)
     check.add(
         "single frame",
         check_single_frame,

@@ -43,7 +43,7 @@ from .chaos import (
     run_chaos,
     show_trace,
 )
-from .checking import Check, CheckFailed, CheckReport
+from .checking import CheckFailed, CheckReport
 from .guarantee_verdicts import (
     CHAOS_MAX_ATTEMPTS,
     DISTINCT_PAYLOADS,
@@ -63,6 +63,7 @@ from .guarantee_verdicts import (
     _sends_per_seq,
     _simulate,
 )
+from .timed_calls import TimedCheck
 
 __all__ = [
     "ChaosFaults",
@@ -157,7 +158,7 @@ def check_dedup_receiver(receiver_class: Any, *, seed: int = 0, quiet: bool = Fa
     reference ``AtLeastOnceSender``. Raises ``ExerciseFailed`` at the first
     failed check.
     """
-    check = Check("dedup-receiver", seed=seed)
+    check = TimedCheck("dedup-receiver", seed=seed)
     check.add("no faults", _dedup_no_faults,
               hint="process a message the first time its id arrives, and send Ack(message.seq) "
               "back to the sender")
@@ -286,7 +287,7 @@ def check_at_least_once_sender(
     nothing is pending.
     The receiver is the reference ``DedupReceiver``.
     """
-    check = Check("at-least-once-sender", seed=seed)
+    check = TimedCheck("at-least-once-sender", seed=seed)
     check.add("no faults", _sender_no_faults,
               hint="send every message in on_start, record Acks in on_Ack, and set the retry "
               "timer")
@@ -370,7 +371,7 @@ def check_ordered_delivery(
     seq 0, 1, 2, ... in order, once each, holding early messages until the
     gap before them is filled. The sender is the reference ``AtLeastOnceSender``.
     """
-    check = Check("ordered-delivery", seed=seed)
+    check = TimedCheck("ordered-delivery", seed=seed)
     check.add("no faults", _ordered_no_faults,
               hint="process the message whose seq is the next expected one, and acknowledge it")
     check.add("reordered arrivals", _ordered_reordered,

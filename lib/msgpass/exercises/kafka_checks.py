@@ -44,7 +44,8 @@ from typing import Any, NoReturn
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from ..kafka_mock import MOCK_GROUP_SETTINGS, MOCK_PARTITIONS, KafkaCluster, mock_cluster
-from .checking import Check, CheckFailed, CheckReport, short_repr
+from .checking import CheckFailed, CheckReport, short_repr
+from .timed_calls import TimedCheck
 
 __all__ = ["EXERCISE_ID", "SimulatedCrash", "check_commit_after_processing"]
 
@@ -622,7 +623,7 @@ def check_commit_after_processing(
         ) -> Callable[[Any, random.Random], None]:
             return lambda candidate, rng: run(cluster, candidate, rng)
 
-        check = Check(EXERCISE_ID, seed=seed)
+        check = TimedCheck(EXERCISE_ID, seed=seed)
         check.add(
             "consumer settings",
             bind(_check_settings),

@@ -34,7 +34,8 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from ..kafka_mock import MOCK_PARTITIONS, KafkaCluster, mock_cluster
-from .checking import Check, CheckFailed, CheckReport, short_repr
+from .checking import CheckFailed, CheckReport, short_repr
+from .timed_calls import TimedCheck
 
 __all__ = ["EXERCISE_ID", "check_consumer_lag"]
 
@@ -285,7 +286,7 @@ def check_consumer_lag(
     first wrong result. Prints one line when every check passes, unless
     ``quiet``. Takes about a second, because no consumer joins a group.
     """
-    check = Check(EXERCISE_ID, seed=seed)
+    check = TimedCheck(EXERCISE_ID, seed=seed)
     check.add(
         "nothing committed",
         _with_scenario(_check_nothing_committed),

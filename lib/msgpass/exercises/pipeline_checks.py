@@ -32,7 +32,8 @@ from typing import Any
 
 from ..mqtt_support import SIM_INTERVAL_S, SimDevice
 from ..sim import LinkConfig, Simulation
-from .checking import Check, CheckFailed, CheckReport, short_repr
+from .checking import CheckFailed, CheckReport, short_repr
+from .timed_calls import TimedCheck
 
 __all__ = ["check_partitioned_aggregation", "check_qos1_dedup"]
 
@@ -239,7 +240,7 @@ def check_partitioned_aggregation(
     returns the total as a ``Counter`` (or a dict of counts). Raises
     ``ExerciseFailed`` with a hint at the first wrong result.
     """
-    check = Check(AGGREGATION_ID, seed=seed)
+    check = TimedCheck(AGGREGATION_ID, seed=seed)
     check.add(
         "one partition, no faults",
         _aggregation_case(1, redeliver=0.0, late=0.0),
@@ -409,7 +410,7 @@ def check_qos1_dedup(subscriber_class: type[Any], *, seed: int = 0) -> CheckRepo
     ``subscriber_class(node_id)`` must make a ``SimSubscriber`` subclass.
     Raises ``ExerciseFailed`` with a hint at the first wrong result.
     """
-    check = Check(DEDUP_ID, seed=seed)
+    check = TimedCheck(DEDUP_ID, seed=seed)
     check.add(
         "one device, no faults",
         _dedup_case(devices=1, count=5),

@@ -28,8 +28,8 @@ from typing import Any
 
 from ..framing import encode_frame
 from ..servers_backpressure import write_to_slow_reader
-from .checking import Check, CheckFailed, CheckReport, expect_equal
-from .timed_calls import STILL_RUNNING, call_with_deadline, run_in_fresh_loop
+from .checking import CheckFailed, CheckReport, expect_equal
+from .timed_calls import STILL_RUNNING, TimedCheck, call_with_deadline, run_in_fresh_loop
 
 __all__ = ["check_bounded_writer", "check_bounded_submit"]
 
@@ -112,7 +112,7 @@ def check_bounded_writer(write_frames: Any, *, seed: int = 0, quiet: bool = Fals
 
     Raises ``ExerciseFailed`` naming the first failed check; prints one line on success.
     """
-    check = Check("bounded-writer", seed=seed)
+    check = TimedCheck("bounded-writer", seed=seed)
     check.add(
         "fast reader",
         check_fast_reader,
@@ -344,7 +344,7 @@ def check_bounded_submit(
 
     Raises ``ExerciseFailed`` naming the first failed check; prints one line on success.
     """
-    check = Check("bounded-submit", seed=seed)
+    check = TimedCheck("bounded-submit", seed=seed)
     check.add(
         "runs every task",
         check_runs_every_task,

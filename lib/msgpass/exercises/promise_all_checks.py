@@ -19,9 +19,10 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from ..styles.promise import Dispatcher, Promise
-from .checking import Check, CheckFailed, CheckReport, expect_equal, short_repr
+from .checking import CheckFailed, CheckReport, expect_equal, short_repr
 from .minipromise import FULFILLED, REJECTED
 from .promise_support import WAIT_S, capture_promise_logs, expect_no_unhandled
+from .timed_calls import TimedCheck
 
 __all__ = ["check_promise_all"]
 
@@ -152,7 +153,7 @@ def check_promise_all(promise_all: Any, *, seed: int = 0, quiet: bool = False) -
     Prints a one-line summary and returns a ``CheckReport`` when every check
     passes. Raises ``ExerciseFailed`` naming the first failed check.
     """
-    check = Check("promise-all-fail-fast", seed=seed)
+    check = TimedCheck("promise-all-fail-fast", seed=seed)
     check.add(
         "no inputs",
         check_all_empty,

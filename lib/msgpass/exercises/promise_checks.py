@@ -35,10 +35,11 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from ..styles.promise import Dispatcher
-from .checking import Check, CheckFailed, CheckReport, expect_equal, short_repr
+from .checking import CheckFailed, CheckReport, expect_equal, short_repr
 from .minipromise import FULFILLED, PENDING, REJECTED, MiniPromise, Scheduler
 from .promise_all_checks import check_promise_all
 from .promise_support import WAIT_S, capture_promise_logs, expect_no_unhandled
+from .timed_calls import TimedCheck
 
 __all__ = [
     "FULFILLED",
@@ -329,7 +330,7 @@ def check_promise_then(promise_class: Any, *, seed: int = 0, quiet: bool = False
     Prints a one-line summary and returns a ``CheckReport`` when every check
     passes. Raises ``ExerciseFailed`` naming the first failed check.
     """
-    check = Check("promise-then", seed=seed)
+    check = TimedCheck("promise-then", seed=seed)
     check.add(
         "handlers never run inside then",
         check_not_inside_then,

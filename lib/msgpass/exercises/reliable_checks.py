@@ -35,7 +35,7 @@ from ..node import TimerHandle
 from ..reliable import Ack, Data, SlidingWindowSender, StopAndWaitReceiver
 from ..sim import Constant, LinkConfig, Simulation, Uniform
 from ..trace_events import Send, Trace
-from .checking import Check, CheckFailed, CheckReport, short_repr
+from .checking import CheckFailed, CheckReport, short_repr
 from .reliable_runs import (
     CHAOS_TIME_LIMIT_S,
     MAX_EVENTS,
@@ -44,6 +44,7 @@ from .reliable_runs import (
     _run_transfer,
     _show_trace,
 )
+from .timed_calls import TimedCheck
 
 __all__ = [
     "SENDER_EXERCISE_ID",
@@ -153,7 +154,7 @@ def check_stop_and_wait_sender(
     passes. Raises ``ExerciseFailed`` naming the first failed check, what was
     expected, what happened (with the trace) and a hint.
     """
-    check = Check(SENDER_EXERCISE_ID, seed=seed)
+    check = TimedCheck(SENDER_EXERCISE_ID, seed=seed)
     check.add(
         "perfect link",
         _sender_lossless,
@@ -345,7 +346,7 @@ def check_sliding_window_receiver(
     passes. Raises ``ExerciseFailed`` naming the first failed check, what was
     expected, what happened and a hint.
     """
-    check = Check(RECEIVER_EXERCISE_ID, seed=seed)
+    check = TimedCheck(RECEIVER_EXERCISE_ID, seed=seed)
     check.add("in-order arrivals", _receiver_in_order, hint="deliver and acknowledge")
     check.add(
         "early arrivals are buffered", _receiver_out_of_order, hint="buffer early items"

@@ -12,7 +12,9 @@ result. After failed attempt ``k`` (counted from 0) it sleeps a delay drawn
 uniformly from ``[0, min(max_delay_s, base_delay_s * 2**k)]``, the "full
 jitter" of Brooker's "Exponential Backoff And Jitter" (AWS Architecture Blog,
 2015). It never sleeps after the last attempt, and it re-raises the error of
-the last attempt.
+the last attempt. Every call of the learner's ``retry`` goes through
+``timed_calls.call_learner``, so an answer that never returns fails within
+``CALL_DEADLINE_S`` instead of hanging the cell.
 
 ``with-deadline``: ``with_deadline(promise, timeout_s, call_later)`` returns
 a new ``Promise`` that settles like ``promise`` if that happens first, and
@@ -36,6 +38,7 @@ from typing import Any, Final
 from .checking import Check, CheckFailed, CheckReport, expect_equal, short_repr
 from .deadline_checks import check_with_deadline
 from .fakes import FakeTimer, FakeTimers, FixedRandom, FlakyOperation
+from .timed_calls import call_learner
 
 __all__ = [
     "FakeTimer",
@@ -63,8 +66,18 @@ def _run_retry(
     retry: Any, op: FlakyOperation, attempts: int, base: float, cap: float, rng: random.Random
 ) -> tuple[object, BaseException | None]:
     try:
-        value = retry(
-            op, attempts=attempts, base_delay_s=base, max_delay_s=cap, rng=rng, sleep=op.sleep
+        value = call_learner(
+            retry,
+            op,
+            attempts=attempts,
+            base_delay_s=base,
+            max_delay_s=cap,
+            rng=rng,
+            sleep=op.sleep,
+            what=f"retry(op, attempts={attempts}, base_delay_s={base:g}, max_delay_s={cap:g}, ...)",
+            hint="every failed attempt must lead to the next attempt or to re-raising, and "
+            "every success must return at once. Sleep only through the sleep argument: "
+            "time.sleep would really wait",
         )
     except ConnectionError as error:
         return None, error

@@ -28,7 +28,8 @@ from collections import deque
 from typing import Any
 
 from ..workqueue import Lease, Task, WorkQueue
-from .checking import Check, CheckFailed, CheckReport, short_repr
+from .checking import CheckFailed, CheckReport, short_repr
+from .timed_calls import TimedCheck
 
 __all__ = ["check_idempotency_key", "check_visibility_timeout"]
 
@@ -278,7 +279,7 @@ def _concurrent_repeats(candidate: Any, rng: random.Random) -> None:
 
 def check_idempotency_key(candidate: Any, *, seed: int = 0, quiet: bool = False) -> CheckReport:
     """Check the learner's ``IdempotentHandler`` class; raise ``ExerciseFailed`` if it is wrong."""
-    check = Check(IDEMPOTENCY_ID, seed=seed)
+    check = TimedCheck(IDEMPOTENCY_ID, seed=seed)
     check.add("first request", _first_request, hint="apply a new key and return its reply")
     check.add("repeats", _repeats, hint="return the stored reply for a repeated key")
     check.add("distinct keys", _distinct_keys, hint="dedupe on the key, not on the body")
@@ -525,7 +526,7 @@ def _check_outcome(
 
 def check_visibility_timeout(candidate: Any, *, seed: int = 0, quiet: bool = False) -> CheckReport:
     """Check the learner's ``requeue_expired``; raise ``ExerciseFailed`` if it is wrong."""
-    check = Check(VISIBILITY_ID, seed=seed)
+    check = TimedCheck(VISIBILITY_ID, seed=seed)
     check.add("live lease", _live_lease, hint="leave leases whose deadline is in the future")
     check.add("expired lease", _expired_lease, hint="requeue the task of an expired lease")
     check.add("spent task", _spent_task, hint="dead-letter a task after max_attempts claims")

@@ -36,7 +36,8 @@ from typing import Any
 from .. import tls
 from ..errors import CertificateVerificationError, MessagingError, TLSError
 from ..tcp import ThreadedServer
-from .checking import Check, CheckFailed, CheckReport, short_repr
+from .checking import CheckFailed, CheckReport, short_repr
+from .timed_calls import TimedCheck
 
 __all__ = ["EXERCISE_ID", "check_verify_tls_client"]
 
@@ -202,7 +203,7 @@ def check_verify_tls_client(make_client_context: Any, *, seed: int = 0) -> Check
         if _legacy_server_context(cases.ca.issue_server_certificate(SERVER_NAMES)) is not None
         else "minimum version (no TLS 1.1 server on this OpenSSL)"
     )
-    check = Check(EXERCISE_ID, seed=seed)
+    check = TimedCheck(EXERCISE_ID, seed=seed)
     check.add(
         "trusted server accepted",
         cases.trusted_server,

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from ..spool import Spool, SpoolWriter
-from .checking import Check, CheckFailed, CheckReport, short_repr
+from .checking import CheckFailed, CheckReport, short_repr
+from .timed_calls import TimedCheck
 
 __all__ = ["check_spool_claim"]
 
@@ -355,7 +356,7 @@ def check_spool_claim(claim_one: ClaimOne, *, seed: int = 0, quiet: bool = False
     passes. Raises ``ExerciseFailed`` (an ``AssertionError``) naming the first
     failed check, what was expected, what happened, and a hint.
     """
-    check = Check(EXERCISE_ID, seed=seed)
+    check = TimedCheck(EXERCISE_ID, seed=seed)
     check.add(
         "one claim",
         check_one_claim,

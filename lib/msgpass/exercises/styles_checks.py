@@ -35,11 +35,12 @@ from typing import Any
 from ..errors import MessagingTimeout, RemoteError
 from ..styles.callbacks import CallbackClient
 from ..styles.lookup import Faults, LookupServer
-from .checking import Check, CheckFailed, CheckReport, short_repr
+from .checking import CheckFailed, CheckReport, short_repr
 from .timed_calls import (
     SETTLE_DEADLINE_S,
     SHORT_TIMEOUT_S,
     STILL_RUNNING,
+    TimedCheck,
     call_with_deadline,
     run_in_fresh_loop,
 )
@@ -289,7 +290,7 @@ def check_callback_future(get_as_future: Any, *, seed: int = 0, quiet: bool = Fa
     Prints one line and returns a ``CheckReport`` when every check passes.
     Raises ``ExerciseFailed`` naming the first failed check, with a hint.
     """
-    check = Check(CALLBACK_EXERCISE_ID, seed=seed)
+    check = TimedCheck(CALLBACK_EXERCISE_ID, seed=seed)
     check.add(
         "returns a pending future at once",
         check_returns_pending_future,

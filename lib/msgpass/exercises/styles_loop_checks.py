@@ -29,8 +29,9 @@ import contextlib
 import random
 from typing import Any
 
-from .checking import Check, CheckReport, expect_equal
+from .checking import CheckReport, expect_equal
 from .echo_checks import ECHO_EXERCISE_ID, EchoHarness, check_echo_handlers
+from .timed_calls import TimedCheck
 
 __all__ = [
     "ECHO_EXERCISE_ID",
@@ -191,7 +192,7 @@ def check_once_emitter(emitter_class: Any, *, seed: int = 0, quiet: bool = False
     Prints one line and returns a ``CheckReport`` when every check passes.
     Raises ``ExerciseFailed`` naming the first failed check, with a hint.
     """
-    check = Check(ONCE_EXERCISE_ID, seed=seed)
+    check = TimedCheck(ONCE_EXERCISE_ID, seed=seed)
     check.add(
         "runs exactly once",
         check_runs_once,

@@ -39,8 +39,9 @@ from ..tail_sim import (
     quantile_from_cdf,
     run_requests,
 )
-from .checking import Check, CheckFailed, CheckReport, short_repr
+from .checking import CheckFailed, CheckReport, short_repr
 from .fanout_checks import FANOUT_EXERCISE_ID, check_fanout_percentile
+from .timed_calls import TimedCheck
 
 __all__ = [
     "FANOUT_EXERCISE_ID",
@@ -295,7 +296,7 @@ def check_hedged_request(client_class: Any, *, seed: int = 0, quiet: bool = Fals
     passes. Raises ``ExerciseFailed`` naming the first failed check, what was
     expected, what happened and a hint.
     """
-    check = Check(HEDGE_EXERCISE_ID, seed=seed)
+    check = TimedCheck(HEDGE_EXERCISE_ID, seed=seed)
     check.add(
         "fast replies, no hedge",
         check_no_hedge_when_fast,

@@ -29,7 +29,8 @@ import random
 from typing import Any
 
 from ..windowing import END_OF_STREAM_MS, Event, TumblingWindows, WindowResult
-from .checking import Check, CheckFailed, CheckReport, short_repr
+from .checking import CheckFailed, CheckReport, short_repr
+from .timed_calls import TimedCheck
 
 __all__ = ["check_tumbling_window"]
 
@@ -177,7 +178,7 @@ def check_tumbling_window(cls: type, *, seed: int = 0, quiet: bool = False) -> C
 
     Raises ``ExerciseFailed`` with a short report at the first wrong result.
     """
-    check = Check(EXERCISE_ID, seed=seed)
+    check = TimedCheck(EXERCISE_ID, seed=seed)
     check.add(
         "window assignment",
         _check_assignment,
