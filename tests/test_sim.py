@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from array import array
 from dataclasses import dataclass
 
 import pytest
@@ -12,7 +13,12 @@ from msgpass.errors import EventLimitExceeded, SimulationError
 from msgpass.node import Node
 from msgpass.sim import Constant, Exponential, LinkConfig, LogNormal, Simulation, Uniform
 from msgpass.sim_links import Latency
-from msgpass.sim_stats import _nearest_ranks, _select_by_sorting, _select_with_numpy
+from msgpass.sim_stats import (
+    _nearest_ranks,
+    _select_by_sorting,
+    _select_with_numpy,
+    latency_quantiles,
+)
 from msgpass.trace_events import Deliver, Drop, Duplicate, Send, Trace
 
 
@@ -154,6 +160,19 @@ def test_latency_quantiles_numpy_matches_sort() -> None:
     assert by_sorting[3] == max(latencies)
 
 
+def test_latency_quantiles_array_matches_list() -> None:
+    rng = random.Random(5)
+    for count in (1, 7, 19_999, 20_000, 50_001):  # both sides of the numpy threshold
+        latencies = [rng.expovariate(100.0) for _ in range(count)]
+        doubles = array("d", latencies)
+
+        assert latency_quantiles(doubles) == latency_quantiles(list(latencies))
+        assert _select_by_sorting(array("d", latencies), _nearest_ranks(count)) == (
+            _select_by_sorting(list(latencies), _nearest_ranks(count))
+        )
+        doubles.append(1.0)  # raises BufferError if a numpy view of the array is still alive
+
+
 def test_stats_quantiles_of_long_run() -> None:
     sim, sink = burst_sim(LinkConfig(latency=Uniform(0.0, 1.0)), count=30_000)
     stats = sim.run()
@@ -258,6 +277,23 @@ def test_invalid_link_config_rejected() -> None:
         Exponential(0.0)
     with pytest.raises(ValueError, match="bandwidth"):
         LinkConfig(bandwidth_bytes_per_s=0)
+
+
+@pytest.mark.parametrize("field", ["loss", "duplicate", "reorder"])
+@pytest.mark.parametrize("value", [True, False, "0.1", None])
+def test_link_probability_type_rejected(field: str, value: object) -> None:
+    with pytest.raises(TypeError, match=f"invalid {field}=.*expected a probability"):
+        LinkConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_link_bool_numbers_rejected() -> None:
+    with pytest.raises(TypeError, match="bandwidth_bytes_per_s=True"):
+        LinkConfig(bandwidth_bytes_per_s=True)
+    with pytest.raises(TypeError, match="reorder_window_s=True"):
+        LinkConfig(reorder_window_s=True)
+    with pytest.raises(TypeError, match="delay_s=True"):
+        Constant(True)
+    assert LinkConfig(loss=1, duplicate=0).loss == 1
 
 
 # -- loss, duplication, reordering -----------------------------------------------
