@@ -11,7 +11,10 @@ Three exercises, each a ``Node`` class written by the learner:
   messages in ``seq`` order from 0, with no gaps and no duplicates.
 
 Each checker pairs the candidate with the reference node of the other side
-(from ``msgpass.guarantees``) and runs it three ways. A few deterministic
+(from ``msgpass.guarantees``) and runs it three ways. The receiver checkers
+first make sure that two fresh receivers share no memory, because a set
+created on the class instead of in ``__init__`` otherwise shows up later as
+messages that were never processed. A few deterministic
 scenarios each isolate one mistake. ``run_chaos`` runs 50 seeded simulations
 with loss, duplication, reordering and a crash, whose faults end at a known
 time so that liveness can be asserted. ``explore_small`` tries every delivery
@@ -53,6 +56,7 @@ from .guarantee_verdicts import (
     _at_most_once,
     _both,
     _counting,
+    _expect_fresh_state,
     _gave_up,
     _in_order,
     _judge,
@@ -81,6 +85,10 @@ __all__ = [
 # ---------------------------------------------------------------------------
 # dedup-receiver
 # ---------------------------------------------------------------------------
+
+def _dedup_fresh_state(receiver_class: Any, rng: object) -> None:
+    _expect_fresh_state(receiver_class, "the set")
+
 
 def _dedup_no_faults(receiver_class: Any, rng: object) -> None:
     nodes = [_reference_sender(DISTINCT_PAYLOADS), receiver_class("r")]
@@ -159,6 +167,8 @@ def check_dedup_receiver(receiver_class: Any, *, seed: int = 0, quiet: bool = Fa
     failed check.
     """
     check = TimedCheck("dedup-receiver", seed=seed)
+    check.add("fresh receivers share nothing", _dedup_fresh_state,
+              hint="create the set of seen ids in __init__, so each receiver has its own")
     check.add("no faults", _dedup_no_faults,
               hint="process a message the first time its id arrives, and send Ack(message.seq) "
               "back to the sender")
@@ -315,6 +325,10 @@ def _ordered_verdict(count: int) -> Verdict:
     return _both(_in_order("r"), _all_processed_and_acked("r", {"a": count}))
 
 
+def _ordered_fresh_state(receiver_class: Any, rng: object) -> None:
+    _expect_fresh_state(receiver_class, "the next expected seq and the buffer")
+
+
 def _ordered_no_faults(receiver_class: Any, rng: object) -> None:
     nodes = [_reference_sender(DISTINCT_PAYLOADS), receiver_class("r")]
     _, trace = _simulate(nodes, LinkConfig())
@@ -372,6 +386,9 @@ def check_ordered_delivery(
     gap before them is filled. The sender is the reference ``AtLeastOnceSender``.
     """
     check = TimedCheck("ordered-delivery", seed=seed)
+    check.add("fresh receivers share nothing", _ordered_fresh_state,
+              hint="create the next expected seq and the buffer in __init__, so each receiver "
+              "has its own")
     check.add("no faults", _ordered_no_faults,
               hint="process the message whose seq is the next expected one, and acknowledge it")
     check.add("reordered arrivals", _ordered_reordered,

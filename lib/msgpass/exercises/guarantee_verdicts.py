@@ -10,7 +10,10 @@ This module contains what their scenarios share:
   once, exactly once and acknowledged, in seq order, sent at most
   ``max_attempts`` times, none given up;
 - ``_simulate``, ``_judge`` and ``_require_idle``, which run one scenario and
-  turn a complaint into ``CheckFailed`` with the run as text.
+  turn a complaint into ``CheckFailed`` with the run as text;
+- ``_expect_fresh_state``, which tells a receiver class whose instances share
+  their memory (a set created on the class, say) from one that never
+  processes anything, because both look alike in a scenario's verdict.
 
 The names keep their leading underscore: they are helpers of the checkers,
 not part of the library that labs import.
@@ -42,6 +45,12 @@ CHAOS_MAX_ATTEMPTS = 40  # enough retries to outlast the faults, which end at 1 
 # Payloads repeat on purpose: two different messages may carry equal payloads.
 PAYLOADS = ("deposit 10", "deposit 10", "withdraw 5", "deposit 10", "withdraw 5", "deposit 7")
 DISTINCT_PAYLOADS = ("a", "b", "c", "d", "e", "f")
+# Put before each run in a report. The trace numbers every message the
+# simulation carries, Acks included, while verdicts name messages by seq.
+RUN_HEADING = (
+    "the run ('#N' counts every message the network carried, Acks included, from 1, "
+    "and is not the seq):"
+)
 
 
 def _processed(node: Node) -> list[tuple[str, int]]:
@@ -129,7 +138,7 @@ def _simulate(nodes: Sequence[Node], link: LinkConfig, *, seed: int = 0,
     except EventLimitExceeded:
         raise CheckFailed(
             expected="the run to end: nodes stop sending once their work is done",
-            actual=f"still busy after {CHAOS_MAX_EVENTS} events:\n"
+            actual=f"still busy after {CHAOS_MAX_EVENTS} events\n  {RUN_HEADING}\n"
             f"{indent(trace_report(trace))}",
         ) from None
     return sim, trace
@@ -142,7 +151,7 @@ def _judge(verdict: Verdict, nodes: Sequence[Node], trace: Trace, expected: str,
         show_trace(trace, "failing run")
         raise CheckFailed(
             expected=expected,
-            actual=f"{problem}\n  the run:\n{indent(trace_report(trace))}",
+            actual=f"{problem}\n  {RUN_HEADING}\n{indent(trace_report(trace))}",
             hint=hint,
         )
 
@@ -214,6 +223,51 @@ def _require_idle(sim: Simulation, trace: Trace, what: str) -> None:
         raise CheckFailed(
             expected=f"the network to become idle once {what}",
             actual=f"{sim.pending_events()} event(s) still pending at {sim.now:.1f} s "
-            f"(a timer that keeps being set):\n{indent(trace_report(trace))}",
+            f"(a timer that keeps being set)\n  {RUN_HEADING}\n{indent(trace_report(trace))}",
             hint="set the retry timer again only while some message is still pending",
         )
+
+
+def _class_level_containers(receiver_class: type) -> list[str]:
+    """Name the sets, dicts and lists that the learner's classes keep on the class itself."""
+    names = []
+    for klass in getattr(receiver_class, "__mro__", ()):
+        if klass.__module__.startswith("msgpass.") or klass is object:
+            continue  # the library's classes keep no such state
+        for name, value in vars(klass).items():
+            if isinstance(value, (set, dict, list)) and not name.startswith("__"):
+                names.append(f"{klass.__name__}.{name}")
+    return names
+
+
+def _expect_fresh_state(receiver_class: Any, kept: str) -> None:
+    """Raise ``CheckFailed`` when a new receiver inherits what an earlier one remembered.
+
+    Runs message ('a', 0) through one receiver, then through a second, fresh
+    one, which must process it too. ``kept`` names the state the exercise
+    keeps, for the hint, such as "the set of seen ids".
+    """
+    runs = []
+    for _ in range(2):
+        nodes = [_reference_sender(("first",)), receiver_class("r")]
+        _simulate(nodes, LinkConfig())
+        runs.append(list(_processed(nodes[1])))
+    first, second = runs
+    shared = _class_level_containers(receiver_class)
+    if second == [("a", 0)]:
+        return
+    if first == [("a", 0)] or shared:
+        actual = f"processed={second}"
+        if first:
+            actual += f", after an earlier receiver processed {first}"
+        if shared:
+            verb = "is" if len(shared) == 1 else "are"
+            actual += f" ({' and '.join(shared)} {verb} shared by every receiver)"
+        raise CheckFailed(
+            expected="a fresh receiver to process message ('a', 0), the first it receives",
+            actual=actual,
+            hint=f"a fresh receiver already treats ('a', 0) as seen: create {kept} in "
+            f"__init__, not on the class",
+        )
+    # Neither receiver processed anything and nothing is shared: the scenario
+    # checks report that with their own hints.
