@@ -123,6 +123,21 @@ def test_invalid_settings_rejected() -> None:
         WorkQueue(visibility_timeout_s=0)
     with pytest.raises(ValueError, match="max_attempts"):
         WorkQueue(max_attempts=0)
+    with pytest.raises(ValueError, match="visibility_timeout_s"):
+        WorkQueue(visibility_timeout_s=float("nan"))
+
+
+@pytest.mark.parametrize("field", ["capacity", "max_attempts"])
+@pytest.mark.parametrize("value", [2.5, 2.0, True, "3", None])
+def test_non_int_counts_rejected(field: str, value: object) -> None:
+    with pytest.raises(TypeError, match=f"{field} must be an int, got {type(value).__name__}"):
+        WorkQueue(**{field: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [True, "5", None])
+def test_non_number_visibility_timeout_rejected(value: object) -> None:
+    with pytest.raises(TypeError, match="visibility_timeout_s must be a number of seconds"):
+        WorkQueue(visibility_timeout_s=value)  # type: ignore[arg-type]
 
 
 def test_requeue_expired_keeps_live_leases() -> None:

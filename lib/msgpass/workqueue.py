@@ -136,12 +136,17 @@ class WorkQueue:
         clock: Callable[[], float] = time.monotonic,
         expire: RequeueExpired = requeue_expired,
     ) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be at least 1, got {capacity}")
-        if visibility_timeout_s <= 0:
+        _check_count("capacity", capacity)
+        if isinstance(visibility_timeout_s, bool) or not isinstance(
+            visibility_timeout_s, (int, float)
+        ):
+            raise TypeError(
+                f"visibility_timeout_s must be a number of seconds, "
+                f"got {type(visibility_timeout_s).__name__} {visibility_timeout_s!r}"
+            )
+        if not visibility_timeout_s > 0:  # also rejects NaN
             raise ValueError(f"visibility_timeout_s must be positive, got {visibility_timeout_s}")
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        _check_count("max_attempts", max_attempts)
         self.capacity = capacity
         self.visibility_timeout_s = visibility_timeout_s
         self.max_attempts = max_attempts
@@ -281,6 +286,14 @@ class WorkQueue:
                 f"<WorkQueue ready={len(self.ready)}/{self.capacity} leased={len(self.leases)} "
                 f"completed={len(self.completed)} dead={len(self.dead_letters)}>"
             )
+
+
+def _check_count(name: str, value: object) -> None:
+    # bool is a subclass of int, and a float such as 2.5 would act as the next int up.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
 
 
 @dataclass(frozen=True)
