@@ -279,6 +279,23 @@ def test_invalid_link_config_rejected() -> None:
         LinkConfig(bandwidth_bytes_per_s=0)
 
 
+@pytest.mark.parametrize("field", ["loss", "duplicate", "reorder"])
+@pytest.mark.parametrize("value", [True, False, "0.1", None])
+def test_link_probability_type_rejected(field: str, value: object) -> None:
+    with pytest.raises(TypeError, match=f"invalid {field}=.*expected a probability"):
+        LinkConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_link_bool_numbers_rejected() -> None:
+    with pytest.raises(TypeError, match="bandwidth_bytes_per_s=True"):
+        LinkConfig(bandwidth_bytes_per_s=True)
+    with pytest.raises(TypeError, match="reorder_window_s=True"):
+        LinkConfig(reorder_window_s=True)
+    with pytest.raises(TypeError, match="delay_s=True"):
+        Constant(True)
+    assert LinkConfig(loss=1, duplicate=0).loss == 1
+
+
 # -- loss, duplication, reordering -----------------------------------------------
 
 

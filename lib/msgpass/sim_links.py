@@ -48,13 +48,24 @@ __all__ = [
 DEFAULT_LATENCY_S = 0.001  # 1 ms: a round figure between a LAN (well below) and a WAN (above)
 
 
+def _check_number(name: str, value: object, expected: str) -> None:
+    # bool is a subclass of int, so without this check loss=True would mean certain loss.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"invalid {name}={value!r}: expected {expected} as an int or float, "
+            f"got {type(value).__name__}"
+        )
+
+
 def _check_non_negative(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+    _check_number(name, value, "a finite number >= 0")
+    if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"invalid {name}={value!r}: expected a finite number >= 0")
 
 
 def _check_probability(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+    _check_number(name, value, "a probability in [0, 1]")
+    if not 0.0 <= value <= 1.0:
         raise ValueError(f"invalid {name}={value!r}: expected a probability in [0, 1]")
 
 
