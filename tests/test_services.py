@@ -8,13 +8,14 @@ machine is expected to have both, so there a missing program fails.
 from __future__ import annotations
 
 import os
+import pathlib
 import socket
 from collections.abc import Iterator
 
 import psutil
 import pytest
 
-from msgpass.errors import MessagingError, ServiceUnavailable
+from msgpass.errors import MessagingError, ServiceProgramNotExecutable, ServiceUnavailable
 from msgpass.services import (
     PrivateServer,
     RedisServer,
@@ -198,3 +199,41 @@ def test_rabbitmq_start_amqp_stop() -> None:
     assert not _listening(epmd_port), "the private epmd outlived stop()"
     assert not _listening(dist_port)
     assert server.stats()["killed"] is False, "rabbitmqctl stop did not stop the node"
+
+
+def test_redis_program_is_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    monkeypatch.setenv("MSGPASS_REDIS_SERVER", str(tmp_path))
+    assert not service_available("redis")
+    with pytest.raises(ServiceProgramNotExecutable) as raised:
+        find_program("redis")
+    message = str(raised.value)
+    assert f"{tmp_path} is a directory, not an executable file" in message
+    assert "not found" not in message
+    assert isinstance(raised.value, ServiceUnavailable)
+
+
+def test_redis_program_not_executable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    program = tmp_path / "redis-server"
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o644)
+    monkeypatch.setenv("MSGPASS_REDIS_SERVER", str(program))
+    with pytest.raises(
+        ServiceProgramNotExecutable, match=r"is not executable \(set its execute permission"
+    ):
+        find_program("redis")
+
+
+def test_redis_silent_exit_during_startup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A program that exits at once without output is reported as printing nothing."""
+    monkeypatch.setenv("MSGPASS_REDIS_SERVER", "/bin/true")
+    server = RedisServer()
+    with pytest.raises(MessagingError) as raised:
+        server.start()
+    message = str(raised.value)
+    assert "(/bin/true) exited with status 0 during startup" in message
+    assert message.endswith("and it printed nothing")
+    assert "output ends with" not in message

@@ -46,6 +46,7 @@ __all__ = [
     "TLSError",
     "CertificateVerificationError",
     "JobFailed",
+    "ServiceProgramNotExecutable",
 ]
 
 
@@ -316,3 +317,16 @@ class JobFailed(MessagingError):
         self.returncode = returncode
         self.stderr_tail = stderr_tail
         super().__init__(message)
+
+
+class ServiceProgramNotExecutable(ServiceUnavailable):
+    """The path given for a server program exists but cannot be run, such as a directory.
+
+    ``problem`` completes the sentence that starts with the path, for example
+    ``"is a directory, not an executable file"``.
+    """
+
+    def __init__(self, service: str, program: str, problem: str, install_hint: str) -> None:
+        super().__init__(service, program, install_hint)
+        self.problem = problem
+        self.args = (f"{service} is not available: {program} {problem}; {install_hint}",)

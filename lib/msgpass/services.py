@@ -40,7 +40,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from .errors import MessagingError, MessagingTimeout, ServiceUnavailable
+from .errors import (
+    MessagingError,
+    MessagingTimeout,
+    ServiceProgramNotExecutable,
+    ServiceUnavailable,
+)
 
 __all__ = [
     "ServiceProgram",
@@ -123,22 +128,37 @@ def _resolve(path: str) -> str | None:
     return shutil.which(path)
 
 
+def _check_program(spec: ServiceProgram, requested: str) -> str:
+    """Return the executable ``requested`` names, or raise an error that explains what is wrong."""
+    program = _resolve(requested)
+    if program is not None:
+        return program
+    if os.sep in requested and os.path.exists(requested):
+        if os.path.isdir(requested):
+            problem = "is a directory, not an executable file"
+        elif not os.path.isfile(requested):
+            problem = "is not a regular file, so it cannot be run"
+        else:
+            problem = "is not executable (set its execute permission with chmod +x)"
+        raise ServiceProgramNotExecutable(spec.display_name, requested, problem, spec.install_hint)
+    raise ServiceUnavailable(spec.display_name, requested, spec.install_hint)
+
+
 def find_program(service: str) -> str:
     """Return the path of the server program of ``service`` (``"redis"`` or ``"rabbitmq"``).
 
     Raises ``ServiceUnavailable`` with installation instructions when the
-    program is missing. For RabbitMQ, ``rabbitmqctl`` next to the server
+    program is missing, and its subclass ``ServiceProgramNotExecutable`` when
+    the path exists but cannot be run (a directory, or a file without the
+    execute permission). For RabbitMQ, ``rabbitmqctl`` next to the server
     script and Erlang's ``epmd`` on ``PATH`` must exist too.
     """
     spec = _program_spec(service)
     requested = os.environ.get(spec.env_var) or spec.default_path
-    program = _resolve(requested)
-    if program is None:
-        raise ServiceUnavailable(spec.display_name, requested, spec.install_hint)
+    program = _check_program(spec, requested)
     if service == "rabbitmq":
         for helper in (str(Path(program).parent / "rabbitmqctl"), "epmd"):
-            if _resolve(helper) is None:
-                raise ServiceUnavailable(spec.display_name, helper, spec.install_hint)
+            _check_program(spec, helper)
     return program
 
 
@@ -241,6 +261,7 @@ class PrivateServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         self._output_path: Path | None = None
+        self._program: str | None = None  # the server program's path, once start() found it
 
     # --- what subclasses provide -------------------------------------------
 
@@ -287,6 +308,7 @@ class PrivateServer:
         if self.state == STATE_STOPPED:
             raise MessagingError(f"{self!r} was stopped; create a new server instead")
         program = find_program(self.service)
+        self._program = program
         self._tempdir = tempfile.TemporaryDirectory(prefix=f"msgpass-{self.service}-")
         directory = Path(self._tempdir.name)
         self.port = free_port(self.host)
@@ -336,9 +358,10 @@ class PrivateServer:
                 tail = self._output_tail()
                 code = self._process.returncode
                 self.stop()
+                output = f"its output ends with:\n{tail}" if tail else "it printed nothing"
                 raise MessagingError(
-                    f"{self.service} exited with status {code} during startup on port "
-                    f"{self.port}; its output ends with:\n{tail}"
+                    f"{self.service} ({self._program}) exited with status {code} during startup on "
+                    f"port {self.port}, and {output}"
                 )
             if self._probe():
                 return
