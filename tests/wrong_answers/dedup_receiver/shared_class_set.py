@@ -1,4 +1,4 @@
-"""Keeps the set of seen ids on the class, so every receiver shares it and a new one skips old ids."""
+"""Keeps the set of seen ids on the class, so every receiver shares it and skips old ids."""
 
 # Receiver, Node, Data and Ack come from the lab's first code cell.
 # ruff: noqa: F821
