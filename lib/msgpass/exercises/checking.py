@@ -28,8 +28,9 @@ uses comes from a ``random.Random`` seeded by the runner, so a failure can be
 replayed.
 
 Left out on purpose: running learner code in a separate process with a hard
-time limit. A learner's infinite loop is stopped by the notebook's cell
-timeout, not by the checker.
+time limit. ``timed_calls`` runs learner code on a helper thread with a
+deadline, so a checker reports an infinite loop instead of hanging, but
+Python cannot stop that thread: it spins until the kernel restarts.
 """
 
 from __future__ import annotations

@@ -403,7 +403,9 @@ def _run_consumer(
                 break
             if time.monotonic() > deadline:
                 _report_stalled(ledger, settings, left, before - start, deadline_s)
-            limit = min(BATCH, left)
+            # When draining, always ask for a full batch: the last call then ends
+            # on its timeout with a partial batch, which must be committed too.
+            limit = BATCH if want is None else min(BATCH, left)
             try:
                 result = candidate.consume_batch(watched, ledger.process, limit, CALL_TIMEOUT_S)
             except SimulatedCrash:
