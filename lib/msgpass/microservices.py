@@ -151,7 +151,7 @@ class InventoryService(JsonService):
 
 
 class IdempotencyStore(Protocol):
-    """What ``PaymentService`` needs from a store: ``handle(key, body)`` applies a body once."""
+    """Store interface of ``PaymentService``: ``handle(key, body)`` applies a body once."""
 
     def handle(self, key: str, body: Json) -> Json: ...
 

@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[bytes], bytes | None]
 
-READ_CHUNK_BYTES = 16 * 1024  # the most bytes one recv() call of the selectors server reads
+READ_CHUNK_BYTES = 16 * 1024  # maximum bytes one recv() call of the selectors server reads
 DEFAULT_MAX_PENDING_BYTES = 64 * 1024  # unsent replies per client before reads pause
 LISTEN_BACKLOG = 4096  # pending connections the kernel queues (Linux caps it at somaxconn)
 SELECT_TIMEOUT_S = 1.0  # the maximum wait of one select() call, which stop() cuts short

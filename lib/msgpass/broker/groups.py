@@ -304,7 +304,7 @@ class ConsumerGroup:
         return shares
 
     def describe(self) -> Mapping[str, object]:
-        """The group's state as plain data, for display in a notebook."""
+        """Return the group's state as plain data, for display in a notebook."""
         return {
             "group": self.name,
             "strategy": self.strategy,

@@ -16,9 +16,9 @@ A ``key_length`` of -1 means "no key", which is different from an empty key.
 Why a length and a CRC. A process killed in the middle of ``write`` leaves a
 prefix of the last record on disk, and a crashed machine may even leave a
 block of zeros or stale bytes. On restart the reader walks the records from
-the start of the file: a length that runs past the end of the file, a body
-whose CRC does not match, or an offset that is not the next one marks the
-first bad record. Everything from there on is the torn tail, and recovery cuts
+the start of the file. The first bad record is one whose length runs past the
+end of the file, whose body fails its CRC, or whose offset is not the next
+one. Everything from there on is the torn tail, and recovery cuts
 the file at that point. Everything before it is kept, because each earlier
 record passed its own checks.
 
@@ -140,7 +140,7 @@ class DecodeResult:
 
     ``records`` are the valid records in order and ``positions`` their start
     positions in the buffer. ``valid_bytes`` is where the last valid record
-    ends. ``problem`` says why decoding stopped before the end of the buffer,
+    ends. ``problem`` gives the reason decoding stopped before the end of the buffer,
     and is None when the whole buffer was valid.
     """
 

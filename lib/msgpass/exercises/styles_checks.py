@@ -118,7 +118,7 @@ class ScriptedCallbackApi:
 
 
 def _start_wrapper(get_as_future: Any, api: ScriptedCallbackApi, key: str) -> Any:
-    """Call the wrapper while the API holds its reply, and return the future it returns."""
+    """Call the wrapper while the API keeps its reply back, and return the wrapper's future."""
     future = call_with_deadline(get_as_future, api.get, key, timeout_s=RETURN_DEADLINE_S)
     if future is STILL_RUNNING:
         # Send the reply the wrapper is waiting for, so its thread can finish.
